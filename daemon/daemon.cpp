@@ -1,0 +1,277 @@
+#include "daemon/daemon.hpp"
+
+#include "daemon/ctrl_session.hpp"
+#include "daemon/data_session.hpp"
+#include "protocol/tpm_frame.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+
+namespace vtpm::daemon
+{
+
+namespace rc = protocol::rc;
+using protocol::TpmVersion;
+
+namespace
+{
+
+constexpr mode_t kDefaultSocketMode = 0600;
+
+std::filesystem::path socketPathOf(const Endpoint& e)
+{
+    return e.kind == Endpoint::Kind::UnixPath ? e.path : std::filesystem::path{};
+}
+
+state::UniqueFd openListening(const Endpoint& e, const char* what)
+{
+    switch (e.kind)
+    {
+    case Endpoint::Kind::UnixPath:
+        return listenUnix(e.path, e.mode.value_or(kDefaultSocketMode), e.uid, e.gid);
+    case Endpoint::Kind::TcpPort:
+        return listenTcp(e.bindAddr, e.port, e.ifname);
+    case Endpoint::Kind::UnixFd:
+    case Endpoint::Kind::TcpFd:
+        checkSocketFd(e.fd, true, what);
+        return state::UniqueFd(e.fd);
+    case Endpoint::Kind::UnixClientFd:
+        break;
+    }
+    throw std::logic_error("not a listening endpoint");
+}
+
+protocol::Bytes startupCommand(TpmVersion version, StartupType type)
+{
+    if (version == TpmVersion::Tpm2)
+    {
+        return protocol::tpm2StartupCommand(type == StartupType::State ? protocol::kTpm2SuState
+                                                                       : protocol::kTpm2SuClear);
+    }
+    switch (type)
+    {
+    case StartupType::State:
+        return protocol::tpm12StartupCommand(protocol::kTpm12StState);
+    case StartupType::Deactivated:
+        return protocol::tpm12StartupCommand(protocol::kTpm12StDeactivated);
+    default:
+        return protocol::tpm12StartupCommand(protocol::kTpm12StClear);
+    }
+}
+
+} // namespace
+
+Daemon::Daemon(const Options& options) :
+    options_(options),
+    signals_(io_, SIGINT, SIGTERM),
+    store_(options.tpmstate.value(), options.tpmVersion),
+    engine_(options.tpmVersion, store_),
+    control_(engine_, store_, options_, *this),
+    data_(engine_, options_)
+{
+    // The lock comes before the sockets: a second daemon on the same state must not replace
+    // the first one's socket files before it finds out it cannot run.
+    std::string error;
+    if (!store_.lock(0, &error))
+    {
+        throw std::runtime_error(error);
+    }
+    createChannels();
+}
+
+Daemon::~Daemon()
+{
+    shutdown("daemon destroyed");
+}
+
+void Daemon::createChannels()
+{
+    if (options_.ctrl)
+    {
+        const Endpoint& e = options_.ctrl->endpoint;
+        if (e.kind == Endpoint::Kind::UnixClientFd)
+        {
+            checkSocketFd(e.fd, false, "--ctrl clientfd");
+        }
+        else
+        {
+            ctrlListener_ = std::make_unique<Listener>(
+                io_, openListening(e, "--ctrl"), "control", socketPathOf(e),
+                [this](state::UniqueFd fd) { onCtrlClient(std::move(fd)); });
+        }
+    }
+    if (options_.server)
+    {
+        dataConfigured_ = true;
+        const Endpoint& e = options_.server->endpoint;
+        if (e.kind != Endpoint::Kind::TcpFd)
+        {
+            dataListener_ = std::make_unique<Listener>(
+                io_, openListening(e, "--server"), "data", socketPathOf(e),
+                [this](state::UniqueFd fd)
+                { startData(std::move(fd), options_.server->disconnect); });
+        }
+        else
+        {
+            checkSocketFd(e.fd, false, "--server fd");
+        }
+    }
+}
+
+void Daemon::startTpm()
+{
+    if (!options_.flags.notNeedInit)
+    {
+        return;
+    }
+    const protocol::TpmResult result = control_.init(0);
+    if (result != rc::kSuccess)
+    {
+        throw std::runtime_error(fmt::format(
+            "could not start the TPM (0x{:x} {}); see the errors above and the state in {}",
+            result, protocol::resultName(result), options_.tpmstate->dir.string()));
+    }
+    const auto type = options_.flags.startup.value_or(StartupType::None);
+    if (type != StartupType::None)
+    {
+        // Sent once at launch only; its TPM result is informational (a resumed TPM refuses it).
+        protocol::Bytes command = startupCommand(options_.tpmVersion, type);
+        const auto header = protocol::parseTpmHeader(engine_.process(command));
+        spdlog::info("startup command at launch: 0x{:x}", header ? header->code : rc::kFail);
+    }
+}
+
+int Daemon::run()
+{
+    signals_.async_wait(
+        [this](const boost::system::error_code& ec, int signal)
+        {
+            if (!ec)
+            {
+                spdlog::info("signal {} received", signal);
+                shutdown("signal");
+            }
+        });
+    if (ctrlListener_)
+    {
+        ctrlListener_->arm();
+    }
+    else if (options_.ctrl)
+    {
+        onCtrlClient(state::UniqueFd(options_.ctrl->endpoint.fd));
+    }
+    if (dataListener_)
+    {
+        dataListener_->arm();
+    }
+    else if (options_.server)
+    {
+        startData(state::UniqueFd(options_.server->endpoint.fd), options_.server->disconnect);
+    }
+    spdlog::info("vtpmd ready: TPM {}, state in {}", protocol::versionName(options_.tpmVersion),
+                 options_.tpmstate->dir.string());
+    io_.run();
+    return 0;
+}
+
+void Daemon::onCtrlClient(state::UniqueFd fd)
+{
+    auto session = std::make_shared<CtrlSession>(
+        io_, std::move(fd), control_, [this] { onCtrlClosed(); },
+        [this] { shutdown("CMD_SHUTDOWN"); });
+    ctrlSession_ = session;
+    session->start();
+}
+
+void Daemon::onCtrlClosed()
+{
+    if (stopping_)
+    {
+        return;
+    }
+    spdlog::debug("control: client disconnected");
+    if (options_.ctrl && options_.ctrl->terminate)
+    {
+        shutdown("control connection closed (terminate)");
+        return;
+    }
+    if (ctrlListener_)
+    {
+        ctrlListener_->arm();
+    }
+}
+
+protocol::TpmResult Daemon::adoptDataFd(state::UniqueFd fd)
+{
+    if (dataConfigured_ || !dataSession_.expired())
+    {
+        spdlog::warn("CMD_SET_DATAFD refused: a data channel is already configured");
+        return rc::kIoError;
+    }
+    if (!fd.valid())
+    {
+        return rc::kBadParameter;
+    }
+    startData(std::move(fd), false);
+    return rc::kSuccess;
+}
+
+void Daemon::startData(state::UniqueFd fd, bool disconnectAfterResponse)
+{
+    auto session = std::make_shared<DataSession>(io_, std::move(fd), data_, options_.tpmVersion,
+                                                 disconnectAfterResponse,
+                                                 [this] { onDataClosed(); });
+    dataSession_ = session;
+    session->start();
+}
+
+void Daemon::onDataClosed()
+{
+    if (stopping_)
+    {
+        return;
+    }
+    dataSession_.reset();
+    if (options_.terminate)
+    {
+        shutdown("data connection closed (--terminate)");
+        return;
+    }
+    if (dataListener_)
+    {
+        dataListener_->arm();
+    }
+}
+
+void Daemon::shutdown(const char* why)
+{
+    if (stopping_)
+    {
+        return;
+    }
+    stopping_ = true;
+    spdlog::info("shutting down: {}", why);
+    control_.stop(); // automatic TPM2_Shutdown and state stored, unless disabled
+    if (auto session = ctrlSession_.lock())
+    {
+        session->close();
+    }
+    if (auto session = dataSession_.lock())
+    {
+        session->close();
+    }
+    if (ctrlListener_)
+    {
+        ctrlListener_->close();
+    }
+    if (dataListener_)
+    {
+        dataListener_->close();
+    }
+    signals_.cancel();
+    store_.unlock();
+    io_.stop();
+}
+
+} // namespace vtpm::daemon

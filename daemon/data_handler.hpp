@@ -1,0 +1,40 @@
+#pragma once
+
+#include "daemon/options.hpp"
+#include "daemon/tpm_engine.hpp"
+#include "protocol/byte_io.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <span>
+
+// What happens to one framed data-channel command before and after libtpms sees it: the
+// not-running reply, the TCG send-command prefix and the in-band SetLocality command
+// (protocol.md §2.3.1–§2.3.3). Socket-free, so the rules are testable on their own.
+namespace vtpm::daemon
+{
+
+class DataHandler
+{
+public:
+    DataHandler(TpmEngine& engine, const Options& options);
+
+    // `frame` holds one complete command, `prefixSize` bytes of TCG prefix first. The returned
+    // view is valid until the next call.
+    protocol::ByteView execute(std::span<std::uint8_t> frame, std::size_t prefixSize);
+    // The reply for a frame whose size field is out of range.
+    protocol::ByteView sizeError();
+
+    [[nodiscard]] std::uint64_t commandsServed() const noexcept { return served_; }
+
+private:
+    protocol::ByteView generated(protocol::Bytes bytes);
+    protocol::ByteView setLocality(protocol::ByteView command);
+
+    TpmEngine& engine_;
+    const Options& options_;
+    protocol::Bytes scratch_; // replies the daemon makes itself
+    std::uint64_t served_ = 0;
+};
+
+} // namespace vtpm::daemon

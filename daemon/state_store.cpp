@@ -1,0 +1,67 @@
+#include "daemon/state_store.hpp"
+
+#include <spdlog/spdlog.h>
+
+namespace vtpm::daemon
+{
+
+namespace rc = protocol::rc;
+
+StateStore::StateStore(const StateOptions& options, protocol::TpmVersion version) :
+    storage_(options.dir, version, options.mode), lockEnabled_(options.lock)
+{
+    storage_.init();
+}
+
+protocol::TpmResult StateStore::load(protocol::BlobType type, protocol::Bytes& out)
+{
+    state::LoadResult result = storage_.load(type);
+    switch (result.status)
+    {
+    case state::LoadStatus::Ok:
+        out = std::move(result.plaintext);
+        return rc::kSuccess;
+    case state::LoadStatus::NotFound:
+        return rc::kRetry;
+    case state::LoadStatus::Error:
+        break;
+    }
+    // Never kRetry here: libtpms would take a damaged permall for a missing one and
+    // manufacture a new TPM, silently dropping the guest's keys.
+    const auto code = result.error ? result.error->code : rc::kFail;
+    spdlog::critical("cannot load TPM state: {}", result.error ? result.error->message
+                                                             : storage_.pathOf(type).string());
+    return code == rc::kRetry ? rc::kFail : code;
+}
+
+protocol::TpmResult StateStore::store(protocol::BlobType type, protocol::ByteView data)
+{
+    if (const auto error = storage_.store(type, data))
+    {
+        spdlog::critical("cannot store TPM state: {}", error->message);
+        return rc::kFail;
+    }
+    return rc::kSuccess;
+}
+
+protocol::TpmResult StateStore::remove(protocol::BlobType type, bool mustExist)
+{
+    if (const auto error = storage_.remove(type, mustExist))
+    {
+        spdlog::error("cannot delete TPM state: {}", error->message);
+        return rc::kFail;
+    }
+    return rc::kSuccess;
+}
+
+bool StateStore::lock(unsigned retries, std::string* error)
+{
+    return !lockEnabled_ || storage_.lock(retries, error);
+}
+
+void StateStore::unlock()
+{
+    storage_.unlock();
+}
+
+} // namespace vtpm::daemon

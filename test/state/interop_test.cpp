@@ -1,0 +1,153 @@
+// Interop with the real swtpm (Debian 12: 0.7.1). Deliberately fails, not skips, when swtpm or
+// swtpm_ioctl is missing: compatibility with its files is a product requirement.
+#include "state/dir_storage.hpp"
+#include "test_util.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace
+{
+
+namespace fs = std::filesystem;
+using vtpm::protocol::BlobType;
+using vtpm::protocol::Bytes;
+using vtpm::protocol::TpmVersion;
+namespace st = vtpm::state;
+
+// Starts argv[0] from PATH with stdout/stderr sent to logFile (stdout carries our TAP stream).
+pid_t spawn(const std::vector<std::string>& args, const fs::path& logFile)
+{
+    std::vector<char*> argv;
+    for (const std::string& arg : args)
+    {
+        argv.push_back(const_cast<char*>(arg.c_str())); // execvp's signature, never written
+    }
+    argv.push_back(nullptr);
+    const pid_t pid = ::fork();
+    if (pid == 0)
+    {
+        const int log = ::open(logFile.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        if (log >= 0)
+        {
+            ::dup2(log, STDOUT_FILENO);
+            ::dup2(log, STDERR_FILENO);
+        }
+        ::execvp(argv[0], argv.data());
+        ::_exit(127);
+    }
+    return pid;
+}
+
+// Waits up to timeout for pid; kills it if it does not exit. Returns the exit status or -1.
+int waitFor(pid_t pid, std::chrono::milliseconds timeout)
+{
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    int status = 0;
+    while (true)
+    {
+        const pid_t r = ::waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+        {
+            return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        }
+        if (r < 0 || std::chrono::steady_clock::now() > deadline)
+        {
+            ::kill(pid, SIGKILL);
+            (void)::waitpid(pid, &status, 0);
+            return -1;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+}
+
+int run(const std::vector<std::string>& args, const fs::path& logFile)
+{
+    return waitFor(spawn(args, logFile), std::chrono::seconds(5));
+}
+
+std::string logText(const fs::path& logFile)
+{
+    if (!fs::exists(logFile))
+    {
+        return "(no log)";
+    }
+    const Bytes log = st::test::readFile(logFile);
+    return {log.begin(), log.end()};
+}
+
+} // namespace
+
+TEST_CASE("files and migration blobs written by swtpm 0.7.1 decode", "[interop]")
+{
+    const st::test::TempDir dir;
+    const fs::path ctrl = dir.path() / "ctrl";
+    const fs::path log = dir.path() / "swtpm.log";
+    const fs::path saved = dir.path() / "permall.mig";
+
+    const pid_t swtpm =
+        spawn({"swtpm", "socket", "--tpm2", "--tpmstate", "dir=" + dir.path().string(), "--ctrl",
+               "type=unixio,path=" + ctrl.string(), "--flags", "not-need-init,startup-clear"},
+              log);
+    REQUIRE(swtpm > 0);
+    bool exited = false;
+    for (int i = 0; i < 300 && !exited && !fs::exists(ctrl); ++i)
+    {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        int status = 0;
+        exited = ::waitpid(swtpm, &status, WNOHANG) == swtpm; // e.g. exec failed: exit 127
+    }
+    if (!fs::exists(ctrl))
+    {
+        if (!exited)
+        {
+            waitFor(swtpm, std::chrono::milliseconds(0));
+        }
+        FAIL(
+            "swtpm did not create its control socket (is swtpm installed?); log: " << logText(log));
+    }
+
+    // While swtpm runs it holds .lock (0.7.1 locks at storage init): our lock must lose.
+    st::DirStorage storage(dir.path(), TpmVersion::Tpm2, std::nullopt);
+    storage.init();
+    std::string lockError;
+    CHECK_FALSE(storage.lock(0, &lockError));
+
+    const int saveStatus =
+        run({"swtpm_ioctl", "--unix", ctrl.string(), "--save", "permanent", saved.string()}, log);
+    const int stopStatus = run({"swtpm_ioctl", "--unix", ctrl.string(), "-s"}, log);
+    const int swtpmStatus = waitFor(swtpm, std::chrono::seconds(5));
+    INFO("swtpm log: " << logText(log));
+    REQUIRE(saveStatus == 0);
+    REQUIRE(stopStatus == 0);
+    CHECK(swtpmStatus == 0);
+
+    // Stored file: decodes, and our encoder reproduces swtpm's bytes exactly.
+    const Bytes file = st::test::readFile(storage.pathOf(BlobType::Permanent));
+    const st::LoadResult loaded = storage.load(BlobType::Permanent);
+    REQUIRE(loaded.status == st::LoadStatus::Ok);
+    CHECK(loaded.plaintext.size() > 1000); // a TPM 2 permall is ~1.3 KiB
+    CHECK(loaded.plaintext.size() + 16 == file.size());
+    CHECK(st::encodeStoredBlob(loaded.plaintext) == file);
+
+    // GET_STATEBLOB output: same plaintext, and our migration encoder matches byte for byte.
+    const Bytes mig = st::test::readFile(saved);
+    const st::MigrationDecodeResult decoded = st::decodeMigrationBlob(mig, 0);
+    REQUIRE(decoded.ok());
+    CHECK_FALSE(decoded.empty);
+    CHECK(decoded.plaintext == loaded.plaintext);
+    CHECK(st::encodeMigrationBlob(loaded.plaintext).blob == mig);
+
+    // swtpm is gone, so the lock is free now.
+    CHECK(storage.lock(0));
+}
