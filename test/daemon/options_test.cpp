@@ -62,7 +62,7 @@ struct CleanEnv
 };
 
 // Calls parseOptions with a main()-style argv: "vtpmd", then `prefix`, then `args`.
-Options parseArgs(std::vector<std::string> prefix, std::initializer_list<std::string> args)
+Options parseArgs(const std::vector<std::string>& prefix, std::initializer_list<std::string> args)
 {
     std::vector<std::string> storage{"vtpmd"};
     storage.insert(storage.end(), prefix.begin(), prefix.end());

@@ -131,8 +131,7 @@ void checkRequest(CtrlCode code, ByteView input)
             parsed = true;
             const Bytes again = encodeRequest(*r);
             FUZZ_CHECK(sameBytes(again, head(input, 8)));
-            FUZZ_CHECK(parseLockStorageRequest(ByteView(again).subspan(4))->retries ==
-                       r->retries);
+            FUZZ_CHECK(parseLockStorageRequest(ByteView(again).subspan(4))->retries == r->retries);
         }
         break;
     case CtrlCode::GetCapability:

@@ -44,9 +44,7 @@ struct Options
 class Rng
 {
 public:
-    explicit Rng(std::uint64_t seed) noexcept : state_(seed == 0 ? 0x9e3779b97f4a7c15ULL : seed)
-    {
-    }
+    explicit Rng(std::uint64_t seed) noexcept : state_(seed == 0 ? 0x9e3779b97f4a7c15ULL : seed) {}
     std::uint64_t next() noexcept
     {
         state_ ^= state_ >> 12U;
@@ -104,7 +102,8 @@ Options parseOptions(int argc, char** argv)
     for (int i = 1; i < argc; ++i)
     {
         const std::string_view arg = argv[i];
-        const auto flag = [&](std::string_view name, std::uint64_t& target) {
+        const auto flag = [&](std::string_view name, std::uint64_t& target)
+        {
             if (!arg.starts_with(name))
             {
                 return false;
@@ -189,10 +188,11 @@ void run(const Input& input)
 
 // Values that sit on the protocol's boundaries (sizes, lengths, codes, tags).
 constexpr std::uint32_t kInteresting[] = {
-    0,      1,      2,      3,      4,      7,      8,      9,          10,         11,
-    12,     13,     16,     0x13,   0x14,   0xff,   0x100,  0x800,      0xaf8,      0xc00,
-    0xf80,  0xfff,  0x1000, 0x1001, 0x1009, 0x8001, 0x8002, 0x00c1,     0x00c4,     0x80000,
-    0x80001, 0x7fffffff, 0x80000000U, 0xfffffff0U, 0xfffffffeU, 0xffffffffU, 0x20001000};
+    0,           1,           2,           3,           4,         7,       8,       9,
+    10,          11,          12,          13,          16,        0x13,    0x14,    0xff,
+    0x100,       0x800,       0xaf8,       0xc00,       0xf80,     0xfff,   0x1000,  0x1001,
+    0x1009,      0x8001,      0x8002,      0x00c1,      0x00c4,    0x80000, 0x80001, 0x7fffffff,
+    0x80000000U, 0xfffffff0U, 0xfffffffeU, 0xffffffffU, 0x20001000};
 
 void putBe32(Input& data, std::size_t offset, std::uint32_t value)
 {
@@ -205,8 +205,8 @@ void putBe32(Input& data, std::size_t offset, std::uint32_t value)
 Input randomInput(Rng& rng, std::size_t maxLen)
 {
     // Mostly short inputs (headers are 4-16 bytes), sometimes long ones.
-    const std::size_t len = rng.chance(80) ? rng.below(std::min<std::size_t>(maxLen, 40) + 1)
-                                           : rng.below(maxLen + 1);
+    const std::size_t len =
+        rng.chance(80) ? rng.below(std::min<std::size_t>(maxLen, 40) + 1) : rng.below(maxLen + 1);
     Input data(len);
     for (auto& b : data)
     {
@@ -309,9 +309,9 @@ int main(int argc, char** argv)
         const Options opts = parseOptions(argc, argv);
         const std::vector<Input> seeds = loadSeeds(opts.paths);
         const auto start = std::chrono::steady_clock::now();
-        const auto elapsed = [&start] {
-            return std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-                .count();
+        const auto elapsed = [&start]
+        {
+            return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         };
 
         run(Input{});

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <optional>
 
 // Data-channel framing target: the input is whatever a client wrote so far. Invariants of
 // probeFrame (for both TPM families and several buffer sizes), parseTpmHeader and the TCG
@@ -16,10 +17,17 @@ using namespace vtpm::protocol;
 namespace
 {
 
-constexpr std::size_t kMaxSizes[] = {
-    0, 1, kTpmHeaderSize, kTpmHeaderSize + 1, 2808, 3072, 3968, kMaxTpmBufferSize,
-    kMaxTpmBufferSize + kSendCommandPrefixSize, std::numeric_limits<std::uint32_t>::max(),
-    std::numeric_limits<std::size_t>::max()};
+constexpr std::size_t kMaxSizes[] = {0,
+                                     1,
+                                     kTpmHeaderSize,
+                                     kTpmHeaderSize + 1,
+                                     2808,
+                                     3072,
+                                     3968,
+                                     kMaxTpmBufferSize,
+                                     kMaxTpmBufferSize + kSendCommandPrefixSize,
+                                     std::numeric_limits<std::uint32_t>::max(),
+                                     std::numeric_limits<std::size_t>::max()};
 
 bool looksLikePrefix(ByteView input)
 {
@@ -30,8 +38,7 @@ bool looksLikePrefix(ByteView input)
     ByteReader in(input);
     const auto first = in.read<std::uint32_t>();
     const auto tag = static_cast<std::uint16_t>(first >> 16U);
-    return first == kSendCommandCode && tag != tag::kTpm2NoSessions &&
-           tag != tag::kTpm2Sessions;
+    return first == kSendCommandCode && tag != tag::kTpm2NoSessions && tag != tag::kTpm2Sessions;
 }
 
 void checkProbe(ByteView input, TpmVersion version, std::size_t maxSize)
@@ -52,8 +59,8 @@ void checkProbe(ByteView input, TpmVersion version, std::size_t maxSize)
         FUZZ_CHECK(!looksLikePrefix(input));
     }
 
-    const auto header = input.size() >= prefix ? parseTpmHeader(input.subspan(prefix))
-                                               : std::nullopt;
+    const auto header =
+        input.size() >= prefix ? parseTpmHeader(input.subspan(prefix)) : std::nullopt;
     switch (p.status)
     {
     case FrameStatus::NeedMore:
@@ -101,8 +108,7 @@ void checkProbe(ByteView input, TpmVersion version, std::size_t maxSize)
     if (prefix == 0 && version == TpmVersion::Tpm2)
     {
         const FrameProbe other = probeFrame(input, TpmVersion::Tpm12, maxSize);
-        FUZZ_CHECK(other.status == p.status && other.needed == p.needed &&
-                   other.prefixSize == 0);
+        FUZZ_CHECK(other.status == p.status && other.needed == p.needed && other.prefixSize == 0);
     }
 }
 

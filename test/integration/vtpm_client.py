@@ -837,12 +837,19 @@ class DaemonTestCase(unittest.TestCase):
 
     def _teardown_daemon(self, d: Daemon) -> None:
         d.kill()
-        outcome = getattr(self, '_outcome', None)
-        failed = outcome is not None and not getattr(outcome, 'success', True)
-        if failed:
+        if self._has_failed():
             sys.stderr.write(f'\n===== diagnostics for {self.id()} =====\n{d.diagnostics()}\n')
         if d.own_dir:
             shutil.rmtree(d.dir, ignore_errors=True)
+
+    def _has_failed(self) -> bool:
+        """True if this test (or one of its subtests) has already recorded a
+        failure/error (cleanups run after the test body)."""
+        result = getattr(getattr(self, '_outcome', None), 'result', None)
+        for test, _ in list(getattr(result, 'failures', [])) + list(getattr(result, 'errors', [])):
+            if test is self or getattr(test, 'test_case', None) is self:
+                return True
+        return False
 
     def tempdir(self) -> str:
         path = tempfile.mkdtemp(prefix='vtpmd-it-')

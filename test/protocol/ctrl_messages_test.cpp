@@ -24,16 +24,6 @@ using vtpm::test::toHex;
 namespace
 {
 
-constexpr std::array kAllCodes = {
-    CtrlCode::GetCapability, CtrlCode::Init,          CtrlCode::Shutdown,
-    CtrlCode::GetTpmEstablished, CtrlCode::SetLocality, CtrlCode::HashStart,
-    CtrlCode::HashData,      CtrlCode::HashEnd,       CtrlCode::CancelTpmCmd,
-    CtrlCode::StoreVolatile, CtrlCode::ResetTpmEstablished, CtrlCode::GetStateBlob,
-    CtrlCode::SetStateBlob,  CtrlCode::Stop,          CtrlCode::GetConfig,
-    CtrlCode::SetDataFd,     CtrlCode::SetBufferSize, CtrlCode::GetInfo,
-    CtrlCode::LockStorage,
-};
-
 std::uint32_t wire(CtrlCode c)
 {
     return static_cast<std::uint32_t>(c);
@@ -67,8 +57,7 @@ constexpr std::array<SpecRow, 19> kSpec = {{
     {CtrlCode::HashEnd, "CMD_HASH_END", kExact, 0, true, false, 4, 4},
     {CtrlCode::CancelTpmCmd, "CMD_CANCEL_TPM_CMD", kExact, 0, true, false, 4, 4},
     {CtrlCode::StoreVolatile, "CMD_STORE_VOLATILE", kExact, 0, true, false, 4, 4},
-    {CtrlCode::ResetTpmEstablished, "CMD_RESET_TPMESTABLISHED", kAtLeast, 1, true, false, 5,
-     4},
+    {CtrlCode::ResetTpmEstablished, "CMD_RESET_TPMESTABLISHED", kAtLeast, 1, true, false, 5, 4},
     {CtrlCode::GetStateBlob, "CMD_GET_STATEBLOB", kAtLeast, 12, true, false, 16, 16},
     {CtrlCode::SetStateBlob, "CMD_SET_STATEBLOB", kAtLeast, 12, false, true, 16, 4},
     {CtrlCode::Stop, "CMD_STOP", kExact, 0, false, false, 4, 4},
@@ -150,13 +139,12 @@ TEST_CASE("control code wire values, names and the spec table agree", "[ctrl]")
     }
     CHECK(kFirstCtrlCode == 0x01);
     CHECK(kLastCtrlCode == 0x13);
-    CHECK(kAllCodes.size() == kSpec.size());
 }
 
 TEST_CASE("unknown control codes", "[ctrl]")
 {
-    for (const std::uint32_t code : {0x00U, 0x14U, 0x15U, 0x100U, 0x01000000U, 0x80000001U,
-                                     0xffffffffU})
+    for (const std::uint32_t code :
+         {0x00U, 0x14U, 0x15U, 0x100U, 0x01000000U, 0x80000001U, 0xffffffffU})
     {
         INFO(code);
         CHECK_FALSE(ctrlCodeFromWire(code).has_value());
@@ -184,12 +172,11 @@ TEST_CASE("capability bits match PTM_CAP_* (§5.1)", "[ctrl]")
     CHECK(cap::kSendCommandHeader == 0x08000);
     CHECK(cap::kLockStorage == 0x10000);
 
-    const std::uint32_t common = cap::kInit | cap::kShutdown | cap::kGetTpmEstablished |
-                                 cap::kSetLocality | cap::kHashing | cap::kCancelTpmCmd |
-                                 cap::kStoreVolatile | cap::kResetTpmEstablished |
-                                 cap::kGetStateBlob | cap::kSetStateBlob | cap::kStop |
-                                 cap::kGetConfig | cap::kSetDataFd | cap::kSetBufferSize |
-                                 cap::kGetInfo | cap::kLockStorage;
+    const std::uint32_t common =
+        cap::kInit | cap::kShutdown | cap::kGetTpmEstablished | cap::kSetLocality | cap::kHashing |
+        cap::kCancelTpmCmd | cap::kStoreVolatile | cap::kResetTpmEstablished | cap::kGetStateBlob |
+        cap::kSetStateBlob | cap::kStop | cap::kGetConfig | cap::kSetDataFd | cap::kSetBufferSize |
+        cap::kGetInfo | cap::kLockStorage;
     // The masks swtpm HEAD reports (§3.2).
     CHECK((common | cap::kSendCommandHeader) == 0x0001FFFFU);
     CHECK(common == 0x00017FFFU);
@@ -226,8 +213,7 @@ TEST_CASE("payloadSpec matches the §3.1 table", "[ctrl]")
         CHECK(spec.needsRunning == row.needsRunning);
         CHECK(spec.needsStopped == row.needsStopped);
         CHECK_FALSE((spec.needsRunning && spec.needsStopped));
-        const bool prefixed =
-            row.code == CtrlCode::HashData || row.code == CtrlCode::SetStateBlob;
+        const bool prefixed = row.code == CtrlCode::HashData || row.code == CtrlCode::SetStateBlob;
         CHECK(spec.lengthPrefixed == prefixed);
         if (row.code == CtrlCode::HashData)
         {
@@ -401,19 +387,18 @@ TEST_CASE("request bytes of all 19 commands", "[ctrl]")
     CHECK(toHex(encodeRequest(CtrlCode::SetLocality, LocalityRequest{.locality = 3})) ==
           "00 00 00 05 03 00 00 00");
     CHECK(toHex(encodeRequest(CtrlCode::HashStart)) == "00 00 00 06");
-    CHECK(toHex(encodeRequest(HashDataRequest{.data = abc})) ==
-          "00 00 00 07 00 00 00 03 61 62 63");
+    CHECK(toHex(encodeRequest(HashDataRequest{.data = abc})) == "00 00 00 07 00 00 00 03 61 62 63");
     CHECK(toHex(encodeRequest(HashDataRequest{})) == "00 00 00 07 00 00 00 00");
     CHECK(toHex(encodeRequest(CtrlCode::HashEnd)) == "00 00 00 08");
     CHECK(toHex(encodeRequest(CtrlCode::CancelTpmCmd)) == "00 00 00 09");
     CHECK(toHex(encodeRequest(CtrlCode::StoreVolatile)) == "00 00 00 0a");
     CHECK(toHex(encodeRequest(CtrlCode::ResetTpmEstablished, LocalityRequest{.locality = 3})) ==
           "00 00 00 0b 03 00 00 00");
-    CHECK(toHex(encodeRequest(GetStateBlobRequest{
-              .stateFlags = stateflag::kDecrypted, .type = 2, .offset = 0})) ==
+    CHECK(toHex(encodeRequest(
+              GetStateBlobRequest{.stateFlags = stateflag::kDecrypted, .type = 2, .offset = 0})) ==
           "00 00 00 0c 00 00 00 01 00 00 00 02 00 00 00 00");
-    CHECK(toHex(encodeRequest(SetStateBlobRequest{
-              .stateFlags = stateflag::kEncrypted, .type = 1, .blob = blob})) ==
+    CHECK(toHex(encodeRequest(
+              SetStateBlobRequest{.stateFlags = stateflag::kEncrypted, .type = 1, .blob = blob})) ==
           "00 00 00 0d 00 00 00 02 00 00 00 01 00 00 00 02 01 02");
     CHECK(toHex(encodeRequest(CtrlCode::Stop)) == "00 00 00 0e");
     CHECK(toHex(encodeRequest(CtrlCode::GetConfig)) == "00 00 00 0f");
@@ -422,15 +407,13 @@ TEST_CASE("request bytes of all 19 commands", "[ctrl]")
           "00 00 00 11 00 00 0f 80");
     CHECK(toHex(encodeRequest(GetInfoRequest{.flags = 3, .offset = 0x10})) ==
           "00 00 00 12 00 00 00 00 00 00 00 03 00 00 00 10 00 00 00 00");
-    CHECK(toHex(encodeRequest(LockStorageRequest{.retries = 300})) ==
-          "00 00 00 13 00 00 01 2c");
+    CHECK(toHex(encodeRequest(LockStorageRequest{.retries = 300})) == "00 00 00 13 00 00 01 2c");
 }
 
 TEST_CASE("QEMU's migration-side SET_STATEBLOB header is 16 bytes (§9.3)", "[ctrl]")
 {
     Bytes blob(0x1234, 0x77);
-    const Bytes msg = encodeRequest(
-        SetStateBlobRequest{.stateFlags = 0, .type = 2, .blob = blob});
+    const Bytes msg = encodeRequest(SetStateBlobRequest{.stateFlags = 0, .type = 2, .blob = blob});
     REQUIRE(msg.size() == 16 + blob.size());
     CHECK(toHex(ByteView(msg).first(16)) == "00 00 00 0d 00 00 00 00 00 00 00 02 00 00 12 34");
 }
@@ -439,7 +422,10 @@ TEST_CASE("QEMU's migration-side SET_STATEBLOB header is 16 bytes (§9.3)", "[ct
 
 TEST_CASE("request encode -> parse round trips", "[ctrl]")
 {
-    const auto payloadOf = [](const Bytes& msg) { return ByteView(msg).subspan(kCtrlCodeSize); };
+    const auto payloadOf = [](const Bytes& msg)
+    {
+        return ByteView(msg).subspan(kCtrlCodeSize);
+    };
 
     SECTION("payload-less commands")
     {
@@ -535,8 +521,7 @@ TEST_CASE("request encode -> parse round trips", "[ctrl]")
 
 // ---- ctrlMessageNeeded ----------------------------------------------------------------------
 
-TEST_CASE("ctrlMessageNeeded for every code with only the code received (§2.4 step 2)",
-          "[ctrl]")
+TEST_CASE("ctrlMessageNeeded for every code with only the code received (§2.4 step 2)", "[ctrl]")
 {
     for (const SpecRow& row : kSpec)
     {
@@ -676,8 +661,7 @@ TEST_CASE("GET_TPMESTABLISHED reply (§3.5)", "[ctrl]")
     CHECK_FALSE(parseEstablishedReply(hex("00 00 00 00 01 00 00 00 00")).has_value());
 }
 
-TEST_CASE("GET_STATEBLOB reply (§3.12): 16-byte header always, data only on success",
-          "[ctrl]")
+TEST_CASE("GET_STATEBLOB reply (§3.12): 16-byte header always, data only on success", "[ctrl]")
 {
     const Bytes blob = hex("aa bb cc");
     SECTION("success with data")
@@ -723,19 +707,18 @@ TEST_CASE("GET_STATEBLOB reply (§3.12): 16-byte header always, data only on suc
     }
     SECTION("malformed replies")
     {
-        CHECK_FALSE(parseStateBlobReply(hex("00 00 00 00 00 00 00 00 00 00 00 00 00 00 00"))
-                        .has_value());
+        CHECK_FALSE(
+            parseStateBlobReply(hex("00 00 00 00 00 00 00 00 00 00 00 00 00 00 00")).has_value());
         // length says 3, 2 bytes follow / 4 bytes follow
         CHECK_FALSE(
             parseStateBlobReply(hex("00 00 00 00 00 00 00 00 00 00 00 03 00 00 00 03 aa bb"))
                 .has_value());
-        CHECK_FALSE(parseStateBlobReply(
-                        hex("00 00 00 00 00 00 00 00 00 00 00 03 00 00 00 03 aa bb cc dd"))
-                        .has_value());
-        // error header followed by data
         CHECK_FALSE(
-            parseStateBlobReply(hex("00 00 00 09 00 00 00 00 00 00 00 00 00 00 00 01 aa"))
+            parseStateBlobReply(hex("00 00 00 00 00 00 00 00 00 00 00 03 00 00 00 03 aa bb cc dd"))
                 .has_value());
+        // error header followed by data
+        CHECK_FALSE(parseStateBlobReply(hex("00 00 00 09 00 00 00 00 00 00 00 00 00 00 00 01 aa"))
+                        .has_value());
     }
 }
 

@@ -5,6 +5,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstdint>
 
 // Expectations are the byte strings of protocol.md §2.3, §8.1 and §8.5.
@@ -99,8 +100,7 @@ TEST_CASE("errorResponse carries the family tag and the given code", "[frame]")
           "00 c4 00 00 00 0a 00 00 00 3d");
     CHECK(toHex(errorResponse(TpmVersion::Tpm2, rc::kTpm2Insufficient)) ==
           "80 01 00 00 00 0a 00 00 00 9a");
-    CHECK(toHex(errorResponse(TpmVersion::Tpm2, rc::kSuccess)) ==
-          "80 01 00 00 00 0a 00 00 00 00");
+    CHECK(toHex(errorResponse(TpmVersion::Tpm2, rc::kSuccess)) == "80 01 00 00 00 0a 00 00 00 00");
     CHECK(toHex(commandSizeResponse(TpmVersion::Tpm2)) == "80 01 00 00 00 0a 00 00 01 42");
     CHECK(toHex(commandSizeResponse(TpmVersion::Tpm12)) == "00 c4 00 00 00 0a 00 00 00 19");
 }
@@ -110,8 +110,8 @@ TEST_CASE("probeFrame without prefix", "[frame]")
     for (const TpmVersion v : kBoth)
     {
         INFO(versionName(v));
-        const Bytes cmd = v == TpmVersion::Tpm2 ? tpm2Startup()
-                                                : hex("00 c1 00 00 00 0c 00 00 00 99 00 01");
+        const Bytes cmd =
+            v == TpmVersion::Tpm2 ? tpm2Startup() : hex("00 c1 00 00 00 0c 00 00 00 99 00 01");
         {
             // fewer than 10 bytes
             for (std::size_t n = 0; n < kTpmHeaderSize; ++n)
@@ -303,8 +303,7 @@ TEST_CASE("internal Startup / Shutdown commands (§8.1, §8.5)", "[frame]")
     CHECK(toHex(tpm2ShutdownCommand(kTpm2SuClear)) == "80 01 00 00 00 0c 00 00 01 45 00 00");
     CHECK(toHex(tpm12StartupCommand(kTpm12StClear)) == "00 c1 00 00 00 0c 00 00 00 99 00 01");
     CHECK(toHex(tpm12StartupCommand(kTpm12StState)) == "00 c1 00 00 00 0c 00 00 00 99 00 02");
-    CHECK(toHex(tpm12StartupCommand(kTpm12StDeactivated)) ==
-          "00 c1 00 00 00 0c 00 00 00 99 00 03");
+    CHECK(toHex(tpm12StartupCommand(kTpm12StDeactivated)) == "00 c1 00 00 00 0c 00 00 00 99 00 03");
     // They are well-formed frames for their family.
     CHECK(probeFrame(tpm2StartupCommand(0), TpmVersion::Tpm2, 4096).status ==
           FrameStatus::Complete);
