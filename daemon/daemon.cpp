@@ -5,8 +5,11 @@
 #include "protocol/tpm_frame.hpp"
 
 #include <spdlog/spdlog.h>
+#include <systemd/sd-daemon.h>
 
 #include <csignal>
+
+#include <unistd.h>
 
 namespace vtpm::daemon
 {
@@ -117,6 +120,52 @@ void Daemon::createChannels()
             checkSocketFd(e.fd, false, "--server fd");
         }
     }
+    if (options_.status)
+    {
+        const Endpoint& e = *options_.status;
+        statusListener_ = std::make_unique<Listener>(
+            io_, openListening(e, "--status"), "status", socketPathOf(e),
+            [this](state::UniqueFd fd)
+            {
+                answerStatus(std::move(fd));
+                statusListener_->arm();
+            });
+    }
+}
+
+HealthReport Daemon::health() const
+{
+    const auto dataSession = dataSession_.lock();
+    const std::uint32_t last = data_.lastCommand();
+    return HealthReport{
+        .tpmVersion = std::string(protocol::versionName(options_.tpmVersion)),
+        .tpmRunning = engine_.running(),
+        .controlConnected = !ctrlSession_.expired(),
+        .dataConnected = dataSession != nullptr,
+        .stateDir = options_.tpmstate->dir,
+        .stateLocked = store_.locked(),
+        .startedAt = startedAt_,
+        .commandsServed = data_.commandsServed(),
+        .controlCommands = control_.commandsHandled(),
+        .lastCommandCode = last,
+        .lastCommandName = std::string(protocol::tpmCommandName(options_.tpmVersion, last)),
+        .lastCommandTime = data_.lastCommandTime(),
+        .badFrames = data_.badFrames(),
+        .storageErrors = store_.errors(),
+        .bufferSize = engine_.bufferSize(),
+        .locality = engine_.locality(),
+    };
+}
+
+void Daemon::answerStatus(state::UniqueFd fd) const
+{
+    // One small report per connection: it fits the socket buffer, so a single non-blocking
+    // write either delivers it or the reader was not ready to read it; no state is kept.
+    const std::string report = toJson(health());
+    if (::write(fd.get(), report.data(), report.size()) != static_cast<ssize_t>(report.size()))
+    {
+        spdlog::debug("status: report not delivered");
+    }
 }
 
 void Daemon::startTpm()
@@ -128,9 +177,11 @@ void Daemon::startTpm()
     const protocol::TpmResult result = control_.init(0);
     if (result != rc::kSuccess)
     {
+        const std::string& cause = store_.lastError();
         throw std::runtime_error(fmt::format(
-            "could not start the TPM (0x{:x} {}); see the errors above and the state in {}",
-            result, protocol::resultName(result), options_.tpmstate->dir.string()));
+            "could not start the TPM (0x{:x} {}): {}", result, protocol::resultName(result),
+            cause.empty() ? "libtpms refused the state in " + options_.tpmstate->dir.string()
+                          : cause));
     }
     const auto type = options_.flags.startup.value_or(StartupType::None);
     if (type != StartupType::None)
@@ -169,8 +220,16 @@ int Daemon::run()
     {
         startData(state::UniqueFd(options_.server->endpoint.fd), options_.server->disconnect);
     }
+    if (statusListener_)
+    {
+        statusListener_->arm();
+    }
     spdlog::info("vtpmd ready: TPM {}, state in {}", protocol::versionName(options_.tpmVersion),
                  options_.tpmstate->dir.string());
+    // Every socket listens now: tell systemd (Type=notify) or vtpmctl, whichever started us.
+    (void)sd_notifyf(0, "READY=1\nSTATUS=serving TPM %s\nMAINPID=%d",
+                     std::string(protocol::versionName(options_.tpmVersion)).c_str(),
+                     static_cast<int>(::getpid()));
     io_.run();
     return 0;
 }
@@ -252,6 +311,7 @@ void Daemon::shutdown(const char* why)
     }
     stopping_ = true;
     spdlog::info("shutting down: {}", why);
+    (void)sd_notify(0, "STOPPING=1");
     control_.stop(); // automatic TPM2_Shutdown and state stored, unless disabled
     if (auto session = ctrlSession_.lock())
     {
@@ -268,6 +328,10 @@ void Daemon::shutdown(const char* why)
     if (dataListener_)
     {
         dataListener_->close();
+    }
+    if (statusListener_)
+    {
+        statusListener_->close();
     }
     signals_.cancel();
     store_.unlock();

@@ -2,6 +2,7 @@
 
 #include "daemon/control_handler.hpp"
 #include "daemon/data_handler.hpp"
+#include "daemon/health_report.hpp"
 #include "daemon/listener.hpp"
 #include "daemon/options.hpp"
 #include "daemon/state_store.hpp"
@@ -38,6 +39,8 @@ public:
 
     protocol::TpmResult adoptDataFd(state::UniqueFd fd) override;
 
+    [[nodiscard]] HealthReport health() const;
+
 private:
     void createChannels();
     void onCtrlClient(state::UniqueFd fd);
@@ -45,6 +48,7 @@ private:
     void startData(state::UniqueFd fd, bool disconnectAfterResponse);
     void onDataClosed();
     void shutdown(const char* why);
+    void answerStatus(state::UniqueFd fd) const;
 
     const Options& options_;
     boost::asio::io_context io_{1};
@@ -55,10 +59,12 @@ private:
     DataHandler data_;
     std::unique_ptr<Listener> ctrlListener_;
     std::unique_ptr<Listener> dataListener_;
+    std::unique_ptr<Listener> statusListener_;
     std::weak_ptr<CtrlSession> ctrlSession_;
     std::weak_ptr<DataSession> dataSession_;
     bool dataConfigured_ = false; // --server/--fd: CMD_SET_DATAFD is refused
     bool stopping_ = false;
+    std::chrono::system_clock::time_point startedAt_ = std::chrono::system_clock::now();
 };
 
 } // namespace vtpm::daemon

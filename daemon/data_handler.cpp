@@ -33,6 +33,7 @@ ByteView DataHandler::generated(Bytes bytes)
 
 ByteView DataHandler::sizeError()
 {
+    ++badFrames_;
     return generated(protocol::commandSizeResponse(engine_.version()));
 }
 
@@ -65,6 +66,8 @@ ByteView DataHandler::execute(std::span<std::uint8_t> frame, std::size_t prefixS
     ++served_;
     const std::span<std::uint8_t> command = frame.subspan(prefixSize);
     const auto header = protocol::parseTpmHeader(command);
+    lastCommand_ = header ? header->code : 0;
+    lastCommandTime_ = std::chrono::system_clock::now(); // vDSO: no system call
     if (prefixSize != 0)
     {
         // The prefix's locality applies to this and later commands, unchecked, as in swtpm.

@@ -26,6 +26,13 @@ public:
     protocol::ByteView sizeError();
 
     [[nodiscard]] std::uint64_t commandsServed() const noexcept { return served_; }
+    [[nodiscard]] std::uint32_t lastCommand() const noexcept { return lastCommand_; }
+    [[nodiscard]] std::chrono::system_clock::time_point lastCommandTime() const noexcept
+    {
+        return lastCommandTime_;
+    }
+    // Frames refused for their size (oversized or impossible size fields).
+    [[nodiscard]] std::uint64_t badFrames() const noexcept { return badFrames_; }
 
 private:
     protocol::ByteView generated(protocol::Bytes bytes);
@@ -35,6 +42,9 @@ private:
     const Options& options_;
     protocol::Bytes scratch_; // replies the daemon makes itself
     std::uint64_t served_ = 0;
+    std::uint64_t badFrames_ = 0;
+    std::uint32_t lastCommand_ = 0;
+    std::chrono::system_clock::time_point lastCommandTime_{};
 };
 
 } // namespace vtpm::daemon

@@ -540,6 +540,20 @@ LocalityOptions parseLocality(std::string_view text)
                            .allowSetLocality = kv.enabled("allow-set-locality")};
 }
 
+Endpoint parseStatus(std::string_view text)
+{
+    static constexpr std::array kKeys{
+        KeySpec{"type"}, KeySpec{"path"}, KeySpec{"mode"},
+        KeySpec{"uid"},  KeySpec{"gid"},  KeySpec{"fd"},
+    };
+    const KeyValues kv = parseKeyValues("--status", text, kKeys);
+    if (parseType(kv, "unixio") != "unixio")
+    {
+        fail("--status", "only type=unixio is supported");
+    }
+    return parseUnixEndpoint(kv, false);
+}
+
 PidOptions parsePid(std::string_view text)
 {
     static constexpr std::array kKeys{KeySpec{"file"}, KeySpec{"fd"}};
@@ -672,6 +686,7 @@ public:
     void onFlags(std::string_view arg) { opts_.flags = parseFlags(arg); }
     void onLocality(std::string_view arg) { opts_.locality = parseLocality(arg); }
     void onPid(std::string_view arg) { opts_.pid = parsePid(arg); }
+    void onStatus(std::string_view arg) { opts_.status = parseStatus(arg); }
     void onLog(std::string_view arg) { opts_.log = parseLog(arg); }
     void onPort(std::string_view arg) { legacyPort_ = parsePort("-p/--port", arg); }
     // The fd is a connected stream; 0..2 are stdio, never a TPM client (swtpm agrees).
@@ -711,6 +726,7 @@ constexpr std::array kOptionTable{
     OptionSpec{"locality", '\0', true, false, &Parser::onLocality},
     OptionSpec{"pid", '\0', true, false, &Parser::onPid},
     OptionSpec{"log", '\0', true, false, &Parser::onLog},
+    OptionSpec{"status", '\0', true, false, &Parser::onStatus},
     OptionSpec{"port", 'p', true, false, &Parser::onPort},
     OptionSpec{"fd", 'f', true, false, &Parser::onFd},
     OptionSpec{"terminate", 't', false, true, &Parser::onTerminate},
@@ -1015,7 +1031,7 @@ vTPM daemon speaking the swtpm socket-mode protocol. Options:
                  : directory for the TPM state files (required to run; the
                    TPM_PATH environment variable is used when absent); mode
                    sets the octal permissions of new state files (default
-                   0640); lock (default true) locks the directory
+                   0600); lock (default true) locks the directory
 --tpm2           : emulate a TPM 2.0 (default: TPM 1.2)
 --flags [not-need-init][,startup-clear|startup-state|startup-deactivated|startup-none]
         [,disable-auto-shutdown]
@@ -1034,6 +1050,11 @@ vTPM daemon speaking the swtpm socket-mode protocol. Options:
                    1 info (default), 2-3 debug, 4 trace, 5 and up trace plus
                    libtpms debug output of depth n-4; or one of
                    off|error|warn|info|debug|trace. prefix starts every line
+--status [type=unixio,]path=<path>[,mode=0...][,uid=<uid>][,gid=<gid>]|fd=<fd>
+                 : vtpmd only: a UNIX socket that answers each connection with
+                   one JSON health report (TPM running, VM attached, commands
+                   served, last command, errors) and closes it; never touches
+                   the control channel
 -r|--runas <user>: drop privileges to <user> once sockets and files are open
 --print-capabilities
                  : print the supported features as JSON and exit

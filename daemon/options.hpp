@@ -143,6 +143,10 @@ struct Options
     LocalityOptions locality;
     std::optional<PidOptions> pid;
     std::optional<LogOptions> log; // absent => errors to stderr only
+    // --status unixio,path=P[,mode=] | unixio,fd=N (vtpmd only): a read-only socket that
+    // answers every connection with one JSON health report, without touching the control
+    // channel QEMU holds.
+    std::optional<Endpoint> status;
     bool daemonize = false;        // --daemon
     std::string runas;             // --runas user (resolved by the daemon)
 };

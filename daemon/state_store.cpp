@@ -29,8 +29,8 @@ protocol::TpmResult StateStore::load(protocol::BlobType type, protocol::Bytes& o
     // Never kRetry here: libtpms would take a damaged permall for a missing one and
     // manufacture a new TPM, silently dropping the guest's keys.
     const auto code = result.error ? result.error->code : rc::kFail;
-    spdlog::critical("cannot load TPM state: {}", result.error ? result.error->message
-                                                             : storage_.pathOf(type).string());
+    recordError("cannot load TPM state: " + (result.error ? result.error->message
+                                                          : storage_.pathOf(type).string()));
     return code == rc::kRetry ? rc::kFail : code;
 }
 
@@ -38,7 +38,7 @@ protocol::TpmResult StateStore::store(protocol::BlobType type, protocol::ByteVie
 {
     if (const auto error = storage_.store(type, data))
     {
-        spdlog::critical("cannot store TPM state: {}", error->message);
+        recordError("cannot store TPM state: " + error->message);
         return rc::kFail;
     }
     return rc::kSuccess;
@@ -48,7 +48,7 @@ protocol::TpmResult StateStore::remove(protocol::BlobType type, bool mustExist)
 {
     if (const auto error = storage_.remove(type, mustExist))
     {
-        spdlog::error("cannot delete TPM state: {}", error->message);
+        recordError("cannot delete TPM state: " + error->message);
         return rc::kFail;
     }
     return rc::kSuccess;
@@ -57,6 +57,13 @@ protocol::TpmResult StateStore::remove(protocol::BlobType type, bool mustExist)
 bool StateStore::lock(unsigned retries, std::string* error)
 {
     return !lockEnabled_ || storage_.lock(retries, error);
+}
+
+void StateStore::recordError(std::string message)
+{
+    ++errors_;
+    spdlog::critical("{}", message);
+    lastError_ = std::move(message);
 }
 
 void StateStore::unlock()

@@ -5,6 +5,7 @@
 #include "protocol/tpm_version.hpp"
 #include "state/dir_storage.hpp"
 
+#include <cstdint>
 #include <string>
 
 // The daemon's view of persistent state: libtpms' NVRAM callbacks and the storage lock over the
@@ -28,10 +29,19 @@ public:
     void unlock();
 
     [[nodiscard]] state::DirStorage& storage() noexcept { return storage_; }
+    [[nodiscard]] bool locked() const noexcept { return storage_.locked(); }
+    // Loads and stores that failed (each also logged).
+    [[nodiscard]] std::uint64_t errors() const noexcept { return errors_; }
+    // The most recent failure, naming the file, for messages to the operator.
+    [[nodiscard]] const std::string& lastError() const noexcept { return lastError_; }
 
 private:
     state::DirStorage storage_;
     bool lockEnabled_;
+    std::uint64_t errors_ = 0;
+    std::string lastError_;
+
+    void recordError(std::string message);
 };
 
 } // namespace vtpm::daemon
