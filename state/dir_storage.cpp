@@ -5,7 +5,7 @@
 
 #include <cerrno>
 #include <chrono>
-#include <cstring>
+#include <span>
 #include <system_error>
 #include <thread>
 #include <utility>
@@ -65,7 +65,8 @@ int readAll(int fd, protocol::Bytes& out)
     std::size_t done = 0;
     while (done < out.size())
     {
-        const ssize_t n = ::read(fd, out.data() + done, out.size() - done);
+        const std::span<std::uint8_t> rest = std::span(out).subspan(done);
+        const ssize_t n = ::read(fd, rest.data(), rest.size());
         if (n < 0)
         {
             if (errno == EINTR)
@@ -81,6 +82,17 @@ int readAll(int fd, protocol::Bytes& out)
         done += static_cast<std::size_t>(n);
     }
     return 0;
+}
+
+// The only calls of the variadic POSIX openat/fcntl, so the lint waiver is in one place.
+int openAt(int dirFd, const char* name, int flags, mode_t mode = 0)
+{
+    return ::openat(dirFd, name, flags, mode); // NOLINT(cppcoreguidelines-pro-type-vararg)
+}
+
+int setLock(int fd, struct flock* fl)
+{
+    return ::fcntl(fd, F_SETLK, fl); // NOLINT(cppcoreguidelines-pro-type-vararg)
 }
 
 int fsyncRetry(int fd)
@@ -106,7 +118,7 @@ DirStorage::DirStorage(std::filesystem::path dir, protocol::TpmVersion version,
 
 void DirStorage::init()
 {
-    const int fd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    const int fd = openAt(AT_FDCWD, dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
     {
         const int err = errno;
@@ -146,7 +158,7 @@ LoadResult DirStorage::load(protocol::BlobType type)
         return result;
     }
 
-    UniqueFd fd(::openat(dirFd_.get(), fileName(type).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    UniqueFd fd(openAt(dirFd_.get(), fileName(type).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
     if (!fd)
     {
         const int err = errno;
@@ -245,8 +257,8 @@ std::optional<BlobError> DirStorage::writeFile(const std::string& name, protocol
 {
     const std::filesystem::path path = dir_ / name;
     const mode_t mode = fileMode_.value_or(kDefaultStateFileMode);
-    UniqueFd fd(::openat(dirFd_.get(), name.c_str(),
-                         O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode));
+    UniqueFd fd(openAt(dirFd_.get(), name.c_str(),
+                       O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode));
     if (!fd)
     {
         return fileError(path, "cannot create", errno);
@@ -340,8 +352,8 @@ bool DirStorage::lock(unsigned retries, std::string* error)
         return fail(fmt::format("{}: storage not initialised", path.string()));
     }
 
-    UniqueFd fd(::openat(dirFd_.get(), kLockFileName, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
-                         kLockFileMode));
+    UniqueFd fd(openAt(dirFd_.get(), kLockFileName, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+                       kLockFileMode));
     if (!fd)
     {
         return fail(fmt::format("{}: cannot open lock file: {}", path.string(), errnoText(errno)));
@@ -358,7 +370,7 @@ bool DirStorage::lock(unsigned retries, std::string* error)
     fl.l_len = 0;
     for (unsigned attempt = 0;; ++attempt)
     {
-        if (::fcntl(fd.get(), F_SETLK, &fl) == 0)
+        if (setLock(fd.get(), &fl) == 0)
         {
             lockFd_ = std::move(fd);
             return true;

@@ -22,7 +22,7 @@ namespace vtpm::state
 
 // Files above this size are refused on load (and never written): a TPM 2 permall is ~1.3 KiB
 // and volatilestate ~9 KiB, so anything this big is not ours and must not be slurped into RAM.
-inline constexpr std::uint64_t kMaxStateFileSize = 16U * 1024U * 1024U;
+inline constexpr std::uint64_t kMaxStateFileSize = std::uint64_t{16} * 1024 * 1024;
 
 // Default mode of state files; swtpm uses 0640, the house rule is owner-only.
 inline constexpr mode_t kDefaultStateFileMode = 0600;
