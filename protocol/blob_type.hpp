@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string_view>
@@ -16,8 +17,8 @@ enum class BlobType : std::uint32_t
     SaveState = 3, // "savestate" (TPM 1.2 only)
 };
 
-inline constexpr BlobType kAllBlobTypes[] = {BlobType::Permanent, BlobType::Volatile,
-                                             BlobType::SaveState};
+inline constexpr std::array kAllBlobTypes{BlobType::Permanent, BlobType::Volatile,
+                                          BlobType::SaveState};
 
 // Wire value 1..3 to enum; anything else is not a blob type.
 inline constexpr std::optional<BlobType> blobTypeFromWire(std::uint32_t v) noexcept

@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <filesystem>
@@ -41,14 +42,9 @@ mode_t modeOf(const fs::path& path)
 
 bool hasTempFiles(const fs::path& dir)
 {
-    for (const auto& entry : fs::directory_iterator(dir))
-    {
-        if (entry.path().filename().string().rfind("TMP", 0) == 0)
-        {
-            return true;
-        }
-    }
-    return false;
+    return std::any_of(fs::begin(fs::directory_iterator(dir)), fs::end(fs::directory_iterator()),
+                       [](const fs::directory_entry& entry)
+                       { return entry.path().filename().string().starts_with("TMP"); });
 }
 
 // Sets the umask for one scope, so tests can prove modes do not depend on it.
@@ -59,6 +55,8 @@ public:
     ~UmaskGuard() { ::umask(old_); }
     UmaskGuard(const UmaskGuard&) = delete;
     UmaskGuard& operator=(const UmaskGuard&) = delete;
+    UmaskGuard(UmaskGuard&&) = delete;
+    UmaskGuard& operator=(UmaskGuard&&) = delete;
 
 private:
     mode_t old_;
@@ -171,7 +169,7 @@ TEST_CASE("state files are 0600 by default and honour mode=", "[dir_storage]")
     {
         const fs::path stale = dir.path() / "TMP2-00.permall";
         writeFile(stale, toBytes("junk"));
-        fs::permissions(stale, fs::perms(0666));
+        fs::permissions(stale, static_cast<fs::perms>(0666));
         st::DirStorage storage = openStorage(dir);
         REQUIRE_FALSE(storage.store(BlobType::Permanent, toBytes("a")));
         CHECK(modeOf(storage.pathOf(BlobType::Permanent)) == 0600);
@@ -193,7 +191,7 @@ TEST_CASE("a failed store keeps the previous file and leaves no temp file", "[di
         const int status = st::test::runInChild(
             [&]
             {
-                std::signal(SIGXFSZ, SIG_IGN);
+                (void)std::signal(SIGXFSZ, SIG_IGN);
                 const rlimit limit{.rlim_cur = 64, .rlim_max = 64};
                 if (::setrlimit(RLIMIT_FSIZE, &limit) != 0)
                 {

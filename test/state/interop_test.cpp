@@ -26,17 +26,19 @@ using vtpm::protocol::TpmVersion;
 namespace st = vtpm::state;
 
 // Starts argv[0] from PATH with stdout/stderr sent to logFile (stdout carries our TAP stream).
-pid_t spawn(const std::vector<std::string>& args, const fs::path& logFile)
+pid_t spawn(std::vector<std::string> args, const fs::path& logFile)
 {
-    std::vector<char*> argv;
-    for (const std::string& arg : args)
+    std::vector<char*> argv; // execvp wants mutable strings: point into our own copies
+    argv.reserve(args.size() + 1);
+    for (std::string& arg : args)
     {
-        argv.push_back(const_cast<char*>(arg.c_str())); // execvp's signature, never written
+        argv.push_back(arg.data());
     }
     argv.push_back(nullptr);
     const pid_t pid = ::fork();
     if (pid == 0)
     {
+        // NOLINTNEXTLINE(cppcoreguidelines-pro-type-vararg): open(2) is variadic
         const int log = ::open(logFile.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
         if (log >= 0)
         {

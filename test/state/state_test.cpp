@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <initializer_list>
+#include <vector>
 
 namespace
 {
@@ -99,7 +100,7 @@ TEST_CASE("stored blob header errors carry swtpm's result codes", "[stored_blob]
         Bytes blob;
         vtpm::protocol::TpmResult code;
     };
-    const Case cases[] = {
+    const std::vector<Case> cases = {
         {"empty", {}, rc::kBadParameter},
         {"9 bytes", bytes({2, 1, 0, 10, 0, 0, 0, 0, 0}), rc::kBadParameter},
         {"totlen too big", makeBlob(2, 1, 10, 0, data, 100), rc::kBadParameter},

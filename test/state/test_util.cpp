@@ -4,6 +4,7 @@
 #include <fstream>
 #include <iterator>
 #include <stdexcept>
+#include <string_view>
 #include <system_error>
 #include <vector>
 
@@ -15,9 +16,9 @@ namespace vtpm::state::test
 
 TempDir::TempDir()
 {
-    const char* base = std::getenv("TMPDIR");
-    std::string pattern =
-        std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/vtpm-state-test-XXXXXX";
+    // temp_directory_path() honours $TMPDIR.
+    const std::string pattern =
+        (std::filesystem::temp_directory_path() / "vtpm-state-test-XXXXXX").string();
     std::vector<char> buffer(pattern.begin(), pattern.end());
     buffer.push_back('\0');
     if (::mkdtemp(buffer.data()) == nullptr)
@@ -64,7 +65,7 @@ protocol::Bytes toBytes(std::string_view text)
 std::string hexPreview(protocol::ByteView bytes)
 {
     constexpr std::size_t kShown = 32;
-    constexpr char kDigits[] = "0123456789abcdef";
+    constexpr std::string_view kDigits = "0123456789abcdef";
     std::string out = "[" + std::to_string(bytes.size()) + " bytes:";
     for (std::size_t i = 0; i < bytes.size() && i < kShown; ++i)
     {
