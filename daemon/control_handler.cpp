@@ -125,7 +125,18 @@ CtrlOutcome ControlHandler::dispatch(CtrlCode code, ByteView payload, state::Uni
                                               : engine_.resetEstablished(locality));
     }
     case CtrlCode::GetStateBlob:
-        return {.reply = getStateBlob(*protocol::parseGetStateBlobRequest(payload))};
+    {
+        const auto request = *protocol::parseGetStateBlobRequest(payload);
+        Bytes reply = getStateBlob(request);
+        // The last blob QEMU fetches on the source: hand the state over (§3.12 item 6).
+        if (request.type == static_cast<std::uint32_t>(BlobType::SaveState) &&
+            options_.migration.releaseLockOutgoing &&
+            protocol::parseResult(reply).value_or(rc::kFail) != rc::kFail)
+        {
+            store_.releaseForMigration();
+        }
+        return {.reply = std::move(reply)};
+    }
     case CtrlCode::SetStateBlob:
     {
         const auto request = protocol::parseSetStateBlobRequest(payload);
@@ -145,9 +156,9 @@ CtrlOutcome ControlHandler::dispatch(CtrlCode code, ByteView payload, state::Uni
         return {.reply = getInfo(*protocol::parseGetInfoRequest(payload))};
     case CtrlCode::LockStorage:
     {
-        const unsigned retries = protocol::parseLockStorageRequest(payload)->retries;
+        store_.armRetries(protocol::parseLockStorageRequest(payload)->retries);
         std::string error;
-        if (!store_.lock(retries, &error))
+        if (!store_.ensureLocked(&error))
         {
             spdlog::error("CMD_LOCK_STORAGE: {}", error);
             return result(rc::kFail);
@@ -165,7 +176,7 @@ TpmResult ControlHandler::init(std::uint32_t flags)
         stop();
     }
     std::string error;
-    if (!store_.lock(0, &error))
+    if (!options_.migration.incoming && !store_.ensureLocked(&error))
     {
         spdlog::error("cannot start the TPM: {}", error);
         return rc::kFail;
@@ -189,7 +200,9 @@ TpmResult ControlHandler::init(std::uint32_t flags)
 
 void ControlHandler::stop()
 {
-    engine_.stop(!options_.flags.disableAutoShutdown);
+    // After an outgoing migration the state belongs to the destination: a TPM2_Shutdown here
+    // would rewrite its permall (protocol.md §8.5), so the TPM just powers off.
+    engine_.stop(!options_.flags.disableAutoShutdown && store_.writable());
 }
 
 Bytes ControlHandler::getStateBlob(const protocol::GetStateBlobRequest& request)
@@ -241,9 +254,11 @@ TpmResult ControlHandler::setStateBlob(const protocol::SetStateBlobRequest& requ
         return rc::kBadParameter;
     }
     std::string error;
-    if (!store_.lock(0, &error))
+    if (!store_.ensureLocked(&error))
     {
-        spdlog::error("CMD_SET_STATEBLOB: {}", error);
+        // Another daemon owns the state: continuing could only corrupt it (§3.13).
+        spdlog::critical("CMD_SET_STATEBLOB: cannot lock the state: {}", error);
+        daemon_.requestExit("state lock unavailable for an incoming state blob");
         return rc::kIoError;
     }
     const auto decoded = state::decodeMigrationBlob(request.blob, request.stateFlags);

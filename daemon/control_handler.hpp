@@ -22,6 +22,8 @@ public:
     virtual ~DaemonControl() = default;
     // Adopts a data connection handed over with CMD_SET_DATAFD; the result is the reply code.
     virtual protocol::TpmResult adoptDataFd(state::UniqueFd fd) = 0;
+    // The daemon cannot go on safely (e.g. it lost its state lock): leave after this request.
+    virtual void requestExit(const char* why) = 0;
 };
 
 struct CtrlOutcome

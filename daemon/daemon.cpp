@@ -2,10 +2,12 @@
 
 #include "daemon/ctrl_session.hpp"
 #include "daemon/data_session.hpp"
+#include "daemon/service_notify.hpp"
 #include "protocol/tpm_frame.hpp"
 
 #include <spdlog/spdlog.h>
-#include <systemd/sd-daemon.h>
+
+#include <boost/asio/post.hpp>
 
 #include <csignal>
 
@@ -71,12 +73,13 @@ Daemon::Daemon(const Options& options) :
     store_(options.tpmstate.value(), options.tpmVersion),
     engine_(options.tpmVersion, store_),
     control_(engine_, store_, options_, *this),
-    data_(engine_, options_)
+    data_(engine_, store_, options_, *this)
 {
     // The lock comes before the sockets: a second daemon on the same state must not replace
-    // the first one's socket files before it finds out it cannot run.
+    // the first one's socket files before it finds out it cannot run. An incoming migration
+    // on shared storage waits for the state instead: the source still holds the lock.
     std::string error;
-    if (!store_.lock(0, &error))
+    if (!options_.migration.incoming && !store_.ensureLocked(&error))
     {
         throw std::runtime_error(error);
     }
@@ -227,9 +230,8 @@ int Daemon::run()
     spdlog::info("vtpmd ready: TPM {}, state in {}", protocol::versionName(options_.tpmVersion),
                  options_.tpmstate->dir.string());
     // Every socket listens now: tell systemd (Type=notify) or vtpmctl, whichever started us.
-    (void)sd_notifyf(0, "READY=1\nSTATUS=serving TPM %s\nMAINPID=%d",
-                     std::string(protocol::versionName(options_.tpmVersion)).c_str(),
-                     static_cast<int>(::getpid()));
+    (void)notifyService(fmt::format("READY=1\nSTATUS=serving TPM {}\nMAINPID={}",
+                                    protocol::versionName(options_.tpmVersion), ::getpid()));
     io_.run();
     return 0;
 }
@@ -276,6 +278,12 @@ protocol::TpmResult Daemon::adoptDataFd(state::UniqueFd fd)
     return rc::kSuccess;
 }
 
+void Daemon::requestExit(const char* why)
+{
+    // Deferred: the request that asked is still being answered.
+    boost::asio::post(io_, [this, why] { shutdown(why); });
+}
+
 void Daemon::startData(state::UniqueFd fd, bool disconnectAfterResponse)
 {
     auto session = std::make_shared<DataSession>(io_, std::move(fd), data_, options_.tpmVersion,
@@ -311,7 +319,7 @@ void Daemon::shutdown(const char* why)
     }
     stopping_ = true;
     spdlog::info("shutting down: {}", why);
-    (void)sd_notify(0, "STOPPING=1");
+    (void)notifyService("STOPPING=1");
     control_.stop(); // automatic TPM2_Shutdown and state stored, unless disabled
     if (auto session = ctrlSession_.lock())
     {

@@ -38,6 +38,7 @@ public:
     int run();
 
     protocol::TpmResult adoptDataFd(state::UniqueFd fd) override;
+    void requestExit(const char* why) override;
 
     [[nodiscard]] HealthReport health() const;
 

@@ -20,8 +20,9 @@ constexpr std::uint8_t kMaxLocality = 4;
 
 } // namespace
 
-DataHandler::DataHandler(TpmEngine& engine, const Options& options) :
-    engine_(engine), options_(options)
+DataHandler::DataHandler(TpmEngine& engine, StateStore& store, const Options& options,
+                         DaemonControl& daemon) :
+    engine_(engine), store_(store), options_(options), daemon_(daemon)
 {
 }
 
@@ -81,7 +82,16 @@ ByteView DataHandler::execute(std::span<std::uint8_t> frame, std::size_t prefixS
                       engine_.locality());
     }
     ByteView response;
-    if (!engine_.running())
+    std::string lockError;
+    if (engine_.running() && !store_.writable() && !store_.ensureLocked(&lockError))
+    {
+        // The state was handed over (or never taken, incoming): executing would write state
+        // another daemon owns. Like swtpm, give up rather than corrupt it (§7.7).
+        spdlog::critical("cannot lock the TPM state before a command: {}", lockError);
+        daemon_.requestExit("state lock lost");
+        response = generated(protocol::notRunningResponse(engine_.version()));
+    }
+    else if (!engine_.running())
     {
         response = generated(protocol::notRunningResponse(engine_.version()));
     }

@@ -1,6 +1,8 @@
 #pragma once
 
+#include "daemon/control_handler.hpp"
 #include "daemon/options.hpp"
+#include "daemon/state_store.hpp"
 #include "daemon/tpm_engine.hpp"
 #include "protocol/byte_io.hpp"
 
@@ -17,7 +19,8 @@ namespace vtpm::daemon
 class DataHandler
 {
 public:
-    DataHandler(TpmEngine& engine, const Options& options);
+    DataHandler(TpmEngine& engine, StateStore& store, const Options& options,
+                DaemonControl& daemon);
 
     // `frame` holds one complete command, `prefixSize` bytes of TCG prefix first. The returned
     // view is valid until the next call.
@@ -39,7 +42,9 @@ private:
     protocol::ByteView setLocality(protocol::ByteView command);
 
     TpmEngine& engine_;
+    StateStore& store_;
     const Options& options_;
+    DaemonControl& daemon_;
     protocol::Bytes scratch_; // replies the daemon makes itself
     std::uint64_t served_ = 0;
     std::uint64_t badFrames_ = 0;

@@ -7,8 +7,26 @@
 #include <algorithm>
 #include <cstring>
 
+#include <sys/socket.h>
+
 namespace vtpm::daemon
 {
+
+namespace
+{
+
+int socketFamily(int fd) noexcept
+{
+    sockaddr_storage address{};
+    socklen_t length = sizeof(address);
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) // NOLINT
+    {
+        return AF_UNIX;
+    }
+    return address.ss_family;
+}
+
+} // namespace
 
 using protocol::ByteView;
 using protocol::FrameStatus;
@@ -16,16 +34,24 @@ using protocol::FrameStatus;
 DataSession::DataSession(boost::asio::io_context& io, state::UniqueFd fd, DataHandler& handler,
                          protocol::TpmVersion version, bool disconnectAfterResponse,
                          std::function<void()> onClosed) :
-    stream_(io),
+    socket_(io),
     deadline_(io),
     handler_(handler),
     version_(version),
     disconnectAfterResponse_(disconnectAfterResponse),
     onClosed_(std::move(onClosed))
 {
-    stream_.assign(fd.release());
     boost::system::error_code ec;
-    stream_.non_blocking(true, ec);
+    socket_.assign(boost::asio::generic::stream_protocol(socketFamily(fd.get()), SOCK_STREAM),
+                   fd.get(), ec);
+    if (ec)
+    {
+        spdlog::error("data: cannot use descriptor {}: {}", fd.get(), ec.message());
+        closed_ = true;
+        return; // fd closes with its UniqueFd; start() then does nothing
+    }
+    (void)fd.release();
+    socket_.non_blocking(true, ec);
 }
 
 DataSession::~DataSession()
@@ -36,7 +62,10 @@ DataSession::~DataSession()
 
 void DataSession::start()
 {
-    waitReadable();
+    if (!closed_)
+    {
+        waitReadable();
+    }
 }
 
 void DataSession::close()
@@ -48,7 +77,7 @@ void DataSession::close()
     closed_ = true;
     boost::system::error_code ignored;
     deadline_.cancel();
-    stream_.close(ignored);
+    socket_.close(ignored);
     if (onClosed_)
     {
         auto onClosed = std::move(onClosed_);
@@ -58,49 +87,29 @@ void DataSession::close()
 
 void DataSession::waitReadable()
 {
-    if (mayHaveMore_)
-    {
-        readNow(); // an edge-triggered reactor will not report bytes we left in the socket
-        return;
-    }
-    stream_.async_wait(boost::asio::posix::stream_descriptor::wait_read,
-                       std::bind_front(&DataSession::onReadable, shared_from_this()));
+    socket_.async_read_some(boost::asio::buffer(in_.data() + have_, in_.size() - have_),
+                            std::bind_front(&DataSession::onRead, shared_from_this()));
 }
 
-void DataSession::onReadable(const boost::system::error_code& ec)
+void DataSession::onRead(const boost::system::error_code& ec, std::size_t n)
 {
-    if (ec)
+    if (ec == boost::asio::error::eof)
     {
-        close();
-        return;
-    }
-    readNow();
-}
-
-void DataSession::readNow()
-{
-    const std::span<std::uint8_t> space = std::span(in_).subspan(have_);
-    const IoResult r = readSome(stream_.native_handle(), space);
-    switch (r.status)
-    {
-    case IoStatus::Done:
-        have_ += r.bytes;
-        mayHaveMore_ = r.bytes == space.size();
-        drive();
-        return;
-    case IoStatus::WouldBlock:
-        mayHaveMore_ = false;
-        waitReadable();
-        return;
-    case IoStatus::Eof:
         spdlog::debug("data: peer closed the connection");
         close();
         return;
-    case IoStatus::Error:
-        spdlog::warn("data: read failed: {}", std::strerror(r.error));
+    }
+    if (ec)
+    {
+        if (ec != boost::asio::error::operation_aborted)
+        {
+            spdlog::warn("data: read failed: {}", ec.message());
+        }
         close();
         return;
     }
+    have_ += n;
+    drive();
 }
 
 void DataSession::drive()
@@ -190,7 +199,7 @@ bool DataSession::send(ByteView response)
     out_ = response;
     while (!out_.empty())
     {
-        const IoResult r = writeSome(stream_.native_handle(), out_);
+        const IoResult r = writeSome(socket_.native_handle(), out_);
         if (r.status == IoStatus::Done)
         {
             out_ = out_.subspan(r.bytes);
@@ -198,7 +207,7 @@ bool DataSession::send(ByteView response)
         }
         if (r.status == IoStatus::WouldBlock)
         {
-            stream_.async_wait(boost::asio::posix::stream_descriptor::wait_write,
+            socket_.async_wait(boost::asio::socket_base::wait_write,
                                std::bind_front(&DataSession::onWritable, shared_from_this()));
             return false;
         }
@@ -229,8 +238,6 @@ void DataSession::afterResponse()
         close();
         return;
     }
-    // Readiness reported while we waited to write was not waited for, so look now.
-    mayHaveMore_ = true;
     drive();
 }
 

@@ -5,7 +5,7 @@
 #include "state/unique_fd.hpp"
 
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include <array>
@@ -44,8 +44,7 @@ private:
         protocol::kMaxTpmBufferSize + protocol::kSendCommandPrefixSize;
 
     void waitReadable();
-    void onReadable(const boost::system::error_code& ec);
-    void readNow();
+    void onRead(const boost::system::error_code& ec, std::size_t n);
     void drive();
     // True if the response went out at once; false if a wait for writability is pending.
     bool send(protocol::ByteView response);
@@ -55,7 +54,10 @@ private:
     void armDeadline();
     void cancelDeadline();
 
-    boost::asio::posix::stream_descriptor stream_;
+    // A socket object (not a plain descriptor) because Asio 1.74 re-arms epoll for every
+    // async_wait, while a socket read that drained the buffer waits for the next edge without
+    // any extra system call: a command costs epoll_wait, read and write, as in swtpm.
+    boost::asio::generic::stream_protocol::socket socket_;
     boost::asio::steady_timer deadline_;
     DataHandler& handler_;
     protocol::TpmVersion version_;
@@ -64,7 +66,6 @@ private:
 
     std::array<std::uint8_t, kCapacity> in_{};
     std::size_t have_ = 0;
-    bool mayHaveMore_ = false; // the last read filled the buffer: the socket may hold more
     std::size_t discard_ = 0;  // bytes of an oversized frame still to be thrown away
     protocol::ByteView out_;   // the part of the response not yet written
     bool closeAfterWrite_ = false;

@@ -540,6 +540,17 @@ LocalityOptions parseLocality(std::string_view text)
                            .allowSetLocality = kv.enabled("allow-set-locality")};
 }
 
+MigrationOptions parseMigration(std::string_view text)
+{
+    static constexpr std::array kKeys{
+        KeySpec{"incoming", KeyKind::Flag},
+        KeySpec{"release-lock-outgoing", KeyKind::Flag},
+    };
+    const KeyValues kv = parseKeyValues("--migration", text, kKeys);
+    return MigrationOptions{.incoming = kv.enabled("incoming"),
+                            .releaseLockOutgoing = kv.enabled("release-lock-outgoing")};
+}
+
 Endpoint parseStatus(std::string_view text)
 {
     static constexpr std::array kKeys{
@@ -687,6 +698,7 @@ public:
     void onLocality(std::string_view arg) { opts_.locality = parseLocality(arg); }
     void onPid(std::string_view arg) { opts_.pid = parsePid(arg); }
     void onStatus(std::string_view arg) { opts_.status = parseStatus(arg); }
+    void onMigration(std::string_view arg) { opts_.migration = parseMigration(arg); }
     void onLog(std::string_view arg) { opts_.log = parseLog(arg); }
     void onPort(std::string_view arg) { legacyPort_ = parsePort("-p/--port", arg); }
     // The fd is a connected stream; 0..2 are stdio, never a TPM client (swtpm agrees).
@@ -727,6 +739,7 @@ constexpr std::array kOptionTable{
     OptionSpec{"pid", '\0', true, false, &Parser::onPid},
     OptionSpec{"log", '\0', true, false, &Parser::onLog},
     OptionSpec{"status", '\0', true, false, &Parser::onStatus},
+    OptionSpec{"migration", '\0', true, false, &Parser::onMigration},
     OptionSpec{"port", 'p', true, false, &Parser::onPort},
     OptionSpec{"fd", 'f', true, false, &Parser::onFd},
     OptionSpec{"terminate", 't', false, true, &Parser::onTerminate},
@@ -1042,6 +1055,11 @@ vTPM daemon speaking the swtpm socket-mode protocol. Options:
 --locality [reject-locality-4][,allow-set-locality]
                  : refuse locality 4 on the control channel; accept the in-band
                    SetLocality command on the data channel
+--migration [incoming][,release-lock-outgoing]
+                 : live migration on shared storage: incoming defers locking
+                   the state until the migrated state arrives;
+                   release-lock-outgoing unlocks it once the last state blob
+                   was sent, so the destination can take it over
 --pid file=<path>|fd=<fd>
                  : write the process ID to <path> or <fd>
 --log [file=<path>|fd=<fd>][,level=<n>|<name>][,prefix=<string>][,truncate]

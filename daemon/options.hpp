@@ -89,6 +89,14 @@ struct StateOptions
     bool lock = true;
 };
 
+// --migration [incoming][,release-lock-outgoing] (protocol.md §7.7, §9.3): state on shared
+// storage changes hands between two daemons during a live migration.
+struct MigrationOptions
+{
+    bool incoming = false;            // don't lock the state until the blobs arrive
+    bool releaseLockOutgoing = false; // unlock once the last blob went out
+};
+
 // --pid file=P | fd=N: exactly one of the two is set.
 struct PidOptions
 {
@@ -141,6 +149,7 @@ struct Options
     std::optional<StateOptions> tpmstate;
     Flags flags;
     LocalityOptions locality;
+    MigrationOptions migration;
     std::optional<PidOptions> pid;
     std::optional<LogOptions> log; // absent => errors to stderr only
     // --status unixio,path=P[,mode=] | unixio,fd=N (vtpmd only): a read-only socket that

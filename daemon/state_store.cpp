@@ -36,6 +36,12 @@ protocol::TpmResult StateStore::load(protocol::BlobType type, protocol::Bytes& o
 
 protocol::TpmResult StateStore::store(protocol::BlobType type, protocol::ByteView data)
 {
+    if (!writable())
+    {
+        recordError("refusing to write " + storage_.pathOf(type).string() +
+                    ": the state lock was handed to a migration destination");
+        return rc::kFail;
+    }
     if (const auto error = storage_.store(type, data))
     {
         recordError("cannot store TPM state: " + error->message);
@@ -46,6 +52,12 @@ protocol::TpmResult StateStore::store(protocol::BlobType type, protocol::ByteVie
 
 protocol::TpmResult StateStore::remove(protocol::BlobType type, bool mustExist)
 {
+    if (!writable())
+    {
+        recordError("refusing to delete " + storage_.pathOf(type).string() +
+                    ": the state lock was handed to a migration destination");
+        return rc::kFail;
+    }
     if (const auto error = storage_.remove(type, mustExist))
     {
         recordError("cannot delete TPM state: " + error->message);
@@ -57,6 +69,33 @@ protocol::TpmResult StateStore::remove(protocol::BlobType type, bool mustExist)
 bool StateStore::lock(unsigned retries, std::string* error)
 {
     return !lockEnabled_ || storage_.lock(retries, error);
+}
+
+bool StateStore::ensureLocked(std::string* error)
+{
+    if (!lockEnabled_ || locked())
+    {
+        return true;
+    }
+    if (!storage_.lock(armedRetries_, error))
+    {
+        return false;
+    }
+    armedRetries_ = 0;
+    spdlog::info("state lock taken: {}/.lock", storage_.dir().string());
+    return true;
+}
+
+void StateStore::releaseForMigration()
+{
+    if (!lockEnabled_ || !locked())
+    {
+        return;
+    }
+    constexpr unsigned kRelockRetries = 300; // QEMU's LOCK_STORAGE(300) after a failed migration
+    storage_.unlock();
+    armedRetries_ = kRelockRetries;
+    spdlog::info("state lock released for the migration destination");
 }
 
 void StateStore::recordError(std::string message)

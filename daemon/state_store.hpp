@@ -25,6 +25,15 @@ public:
 
     // Takes the .lock (retries 10 ms apart); true if held afterwards or locking is disabled.
     bool lock(unsigned retries, std::string* error = nullptr);
+    // Takes the lock if it is not held, with the retry count armed by CMD_LOCK_STORAGE or a
+    // hand-over (§7.7); on success the armed count goes back to 0.
+    bool ensureLocked(std::string* error = nullptr);
+    void armRetries(unsigned retries) noexcept { armedRetries_ = retries; }
+    // Outgoing migration on shared storage: the destination may take the state now. Until
+    // this daemon locks again it writes nothing, so it cannot clobber the new owner's state.
+    void releaseForMigration();
+    // False while the state belongs to someone else (locking enabled, lock not held).
+    [[nodiscard]] bool writable() const noexcept { return !lockEnabled_ || locked(); }
     [[nodiscard]] bool lockEnabled() const noexcept { return lockEnabled_; }
     void unlock();
 
@@ -38,6 +47,7 @@ public:
 private:
     state::DirStorage storage_;
     bool lockEnabled_;
+    unsigned armedRetries_ = 0;
     std::uint64_t errors_ = 0;
     std::string lastError_;
 

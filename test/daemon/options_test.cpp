@@ -690,7 +690,7 @@ TEST_CASE_METHOD(CleanEnv, "top-level errors", "[options]")
     CHECK_THAT(runError({"--key", "file=/k"}), Contains("unknown option '--key'"));
     CHECK_THAT(runError({"--migration-key=pwdfd=3"}),
                Contains("unknown") && Contains("'--migration-key'"));
-    CHECK_THAT(runError({"--migration", "incoming"}), Contains("'--migration'"));
+    CHECK_THAT(runError({"--migration", "outgoing"}), Contains("--migration"));
     CHECK_THAT(runError({"--seccomp", "action=none"}), Contains("'--seccomp'"));
     CHECK_THAT(runError({"--chroot", "/x"}), Contains("'--chroot'"));
     CHECK_THAT(runError({"-x"}), Contains("unknown option '-x'"));
@@ -750,4 +750,17 @@ TEST_CASE("usage text", "[options]")
         CHECK(std::min(end, text.size()) - start <= 100);
         start = end == std::string::npos ? text.size() : end + 1;
     }
+}
+
+TEST_CASE_METHOD(CleanEnv, "--migration flags", "[options]")
+{
+    CHECK_FALSE(parseRun({}).migration.incoming);
+    CHECK_FALSE(parseRun({}).migration.releaseLockOutgoing);
+    const Options both = parseRun({"--migration", "incoming,release-lock-outgoing"});
+    CHECK(both.migration.incoming);
+    CHECK(both.migration.releaseLockOutgoing);
+    const Options out = parseRun({"--migration", "release-lock-outgoing"});
+    CHECK_FALSE(out.migration.incoming);
+    CHECK(out.migration.releaseLockOutgoing);
+    CHECK_THAT(runError({"--migration", "incoming=yes"}), Contains("--migration"));
 }

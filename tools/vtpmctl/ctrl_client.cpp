@@ -14,6 +14,13 @@ using protocol::CtrlCode;
 
 constexpr std::uint32_t kMaxVariablePart = 16U * 1024U * 1024U;
 
+CtrlReply without(CtrlOutcome outcome)
+{
+    CtrlReply reply;
+    reply.outcome = outcome;
+    return reply;
+}
+
 CtrlOutcome outcomeOf(IoResult io) noexcept
 {
     return io == IoResult::Timeout ? CtrlOutcome::Busy : CtrlOutcome::Failed;
@@ -45,21 +52,21 @@ CtrlReply ctrlRequest(const fs::path& socket, CtrlCode code, protocol::ByteView 
     case ConnectResult::Connected:
         break;
     case ConnectResult::Refused:
-        return {.outcome = CtrlOutcome::NoDaemon};
+        return without(CtrlOutcome::NoDaemon);
     case ConnectResult::Busy:
-        return {.outcome = CtrlOutcome::Busy};
+        return without(CtrlOutcome::Busy);
     case ConnectResult::Error:
-        return {.outcome = CtrlOutcome::Failed};
+        return without(CtrlOutcome::Failed);
     }
     if (const IoResult io = writeAll(fd.get(), request, deadline); io != IoResult::Ok)
     {
-        return {.outcome = outcomeOf(io)};
+        return without(outcomeOf(io));
     }
     CtrlReply reply;
     if (const IoResult io = readExact(fd.get(), protocol::kResultSize, reply.bytes, deadline);
         io != IoResult::Ok)
     {
-        return {.outcome = outcomeOf(io)};
+        return without(outcomeOf(io));
     }
     reply.result = protocol::parseResult(reply.bytes).value_or(protocol::rc::kFail);
     reply.outcome = CtrlOutcome::Replied;
@@ -78,7 +85,7 @@ CtrlReply ctrlRequest(const fs::path& socket, CtrlCode code, protocol::ByteView 
     }
     if (io != IoResult::Ok)
     {
-        return {.outcome = outcomeOf(io)};
+        return without(outcomeOf(io));
     }
     return reply;
 }

@@ -28,7 +28,7 @@ struct CtrlReply
 
 // Sends `request` (as built by protocol::encodeRequest for `code`) and reads the reply: 4 bytes
 // on error, else the command's full reply including variable parts (state blob, info string).
-CtrlReply ctrlRequest(const fs::path& socket, protocol::CtrlCode code,
-                      protocol::ByteView request, std::chrono::milliseconds timeout);
+CtrlReply ctrlRequest(const fs::path& socket, protocol::CtrlCode code, protocol::ByteView request,
+                      std::chrono::milliseconds timeout);
 
 } // namespace vtpm::tools

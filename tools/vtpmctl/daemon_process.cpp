@@ -43,8 +43,7 @@ PidState classify(pid_t pid, const InstancePaths& paths)
     {
         return errno == ENOENT ? PidState::Gone : PidState::Alive;
     }
-    const std::string cmdline{std::istreambuf_iterator<char>(in),
-                              std::istreambuf_iterator<char>()};
+    const std::string cmdline{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
     if (cmdline.empty())
     {
         return PidState::Gone;

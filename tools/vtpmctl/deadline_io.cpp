@@ -13,8 +13,7 @@ namespace vtpm::tools
 
 int pollTimeout(Deadline deadline) noexcept
 {
-    const auto left =
-        std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
     return static_cast<int>(std::clamp<decltype(left)>(left, 0, std::numeric_limits<int>::max()));
 }
 
@@ -96,7 +95,7 @@ IoResult readExact(int fd, std::size_t n, protocol::Bytes& out, Deadline deadlin
         {
             continue;
         }
-        const IoResult failure = errno != EAGAIN ? IoResult::Error
+        const IoResult failure = errno != EAGAIN               ? IoResult::Error
                                  : !waitReadable(fd, deadline) ? IoResult::Timeout
                                                                : IoResult::Ok;
         if (failure != IoResult::Ok)

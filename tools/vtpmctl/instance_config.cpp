@@ -78,7 +78,7 @@ InstanceConfig loadConfig(const std::filesystem::path& file)
     }
 }
 
-void saveConfig(const std::filesystem::path& file, const InstanceConfig& c)
+void saveConfig(const std::filesystem::path& file, const InstanceConfig& c, bool exclusive)
 {
     const nlohmann::json j = {
         {"name", c.name},
@@ -90,7 +90,7 @@ void saveConfig(const std::filesystem::path& file, const InstanceConfig& c)
         {"created", c.created},
     };
     const std::string text = j.dump(2) + "\n";
-    const std::filesystem::path tmp = file.string() + ".tmp";
+    const std::filesystem::path tmp = file.string() + ".tmp." + std::to_string(::getpid());
     state::UniqueFd fd(
         ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600));
     if (!fd)
@@ -102,6 +102,23 @@ void saveConfig(const std::filesystem::path& file, const InstanceConfig& c)
     {
         ::unlink(tmp.c_str());
         failWrite(tmp, "write");
+    }
+    if (exclusive)
+    {
+        const int linked = ::link(tmp.c_str(), file.c_str());
+        const int error = errno;
+        ::unlink(tmp.c_str());
+        if (linked != 0 && error == EEXIST)
+        {
+            throw CommandError(ExitCode::Busy, file.string() + " appeared while it was being "
+                                                               "created (a concurrent create?)");
+        }
+        errno = error;
+        if (linked != 0)
+        {
+            failWrite(file, "link");
+        }
+        return;
     }
     if (::rename(tmp.c_str(), file.c_str()) != 0)
     {

@@ -15,8 +15,8 @@ namespace
 
 bool isNameChar(char c) noexcept
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '.' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '-';
 }
 
 std::optional<fs::path> envPath(const char* variable)
@@ -114,8 +114,9 @@ Locations resolveLocations(const std::optional<fs::path>& rootOption)
                            "neither XDG_DATA_HOME nor HOME is set, so there is no place for "
                            "instances; set one of them, VTPM_ROOT, or pass --root DIR");
     }
-    const fs::path runtime = envPath("XDG_RUNTIME_DIR").value_or(
-        fs::path("/tmp") / ("vtpm-" + std::to_string(::geteuid())));
+    const fs::path runtime =
+        envPath("XDG_RUNTIME_DIR")
+            .value_or(fs::path("/tmp") / ("vtpm-" + std::to_string(::geteuid())));
     const bool fallback = !envPath("XDG_RUNTIME_DIR");
     return Locations{.stateRoot = dataHome / "vtpm",
                      .runRoot = fallback ? runtime : runtime / "vtpm"};

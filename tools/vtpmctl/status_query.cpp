@@ -54,7 +54,8 @@ void queryBatch(const std::vector<fs::path>& sockets, std::size_t first, std::si
     pending.reserve(last - first);
     for (std::size_t i = first; i < last; ++i)
     {
-        Pending p{.index = i};
+        Pending p;
+        p.index = i;
         if (connectUnix(sockets[i], p.fd) == ConnectResult::Connected)
         {
             pending.push_back(std::move(p));
@@ -115,8 +116,8 @@ std::vector<std::optional<nlohmann::json>> queryStatus(const std::vector<fs::pat
     std::vector<std::optional<nlohmann::json>> results(sockets.size());
     for (std::size_t first = 0; first < sockets.size(); first += kBatch)
     {
-        queryBatch(sockets, first, std::min(sockets.size(), first + kBatch),
-                   deadlineIn(timeout), results);
+        queryBatch(sockets, first, std::min(sockets.size(), first + kBatch), deadlineIn(timeout),
+                   results);
     }
     return results;
 }

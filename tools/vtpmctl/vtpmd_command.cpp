@@ -31,16 +31,16 @@ std::vector<std::string> vtpmdArgv(const fs::path& vtpmd, const InstanceConfig& 
     {
         argv.emplace_back("--tpm2");
     }
-    argv.insert(argv.end(),
-                {"--ctrl",
-                 "type=unixio,path=" + paths.ctrlSocket.string() + ",mode=" + config.socketMode,
-                 "--status", "path=" + paths.statusSocket.string(), "--tpmstate",
-                 "dir=" + paths.tpmDir.string() + ",mode=0600", "--pid",
-                 "file=" + paths.pidFile.string(), "--log",
-                 "file=" + paths.logFile.string() + ",level=1"});
+    argv.insert(
+        argv.end(),
+        {"--ctrl", "type=unixio,path=" + paths.ctrlSocket.string() + ",mode=" + config.socketMode,
+         "--status", "path=" + paths.statusSocket.string(), "--tpmstate",
+         "dir=" + paths.tpmDir.string() + ",mode=0600", "--pid", "file=" + paths.pidFile.string(),
+         "--log", "file=" + paths.logFile.string() + ",level=1"});
     if (config.keyFile)
     {
-        argv.insert(argv.end(), {"--key", "file=" + config.keyFile->string() + ",mode=aes-256-cbc"});
+        argv.insert(argv.end(),
+                    {"--key", "file=" + config.keyFile->string() + ",mode=aes-256-cbc"});
     }
     else if (config.passphraseFile)
     {
@@ -53,8 +53,7 @@ std::vector<std::string> vtpmdArgv(const fs::path& vtpmd, const InstanceConfig& 
 std::string qemuArgs(const InstanceConfig& config, const InstancePaths& paths)
 {
     return "-chardev socket,id=chrtpm,path=" + paths.ctrlSocket.string() +
-           " -tpmdev emulator,id=tpm0,chardev=chrtpm -device tpm-" + config.device +
-           ",tpmdev=tpm0";
+           " -tpmdev emulator,id=tpm0,chardev=chrtpm -device tpm-" + config.device + ",tpmdev=tpm0";
 }
 
 } // namespace vtpm::tools
