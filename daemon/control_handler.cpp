@@ -36,8 +36,14 @@ bool payloadSizeOk(const protocol::PayloadSpec& spec, std::size_t size) noexcept
 } // namespace
 
 ControlHandler::ControlHandler(TpmEngine& engine, StateStore& store, const Options& options,
-                               DaemonControl& daemon) :
-    engine_(engine), store_(store), options_(options), daemon_(daemon)
+                               DaemonControl& daemon, const state::Key* stateKey,
+                               const state::Key* migrationKey) :
+    engine_(engine),
+    store_(store),
+    options_(options),
+    daemon_(daemon),
+    stateKey_(stateKey),
+    migrationKey_(migrationKey)
 {
 }
 
@@ -146,8 +152,10 @@ CtrlOutcome ControlHandler::dispatch(CtrlCode code, ByteView payload, state::Uni
         stop();
         return result(rc::kSuccess);
     case CtrlCode::GetConfig:
-        // State and migration keys arrive with encryption at rest; none can be configured yet.
-        return {.reply = protocol::encodeReply(protocol::ConfigReply{.flags = 0})};
+        return {.reply = protocol::encodeReply(protocol::ConfigReply{
+                    .flags = (stateKey_ != nullptr ? protocol::configflag::kFileKey : 0U) |
+                             (migrationKey_ != nullptr ? protocol::configflag::kMigrationKey
+                                                       : 0U)})};
     case CtrlCode::SetDataFd:
         return result(daemon_.adoptDataFd(std::move(passedFd)));
     case CtrlCode::SetBufferSize:
@@ -236,7 +244,18 @@ Bytes ControlHandler::getStateBlob(const protocol::GetStateBlobRequest& request)
     {
         return protocol::encodeReply(protocol::StateBlobReply{.result = code, .stateFlags = 0, .totalLength = 0, .data = {}});
     }
-    const state::MigrationBlob migration = state::encodeMigrationBlob(plaintext);
+    const bool decrypted = (request.stateFlags & protocol::stateflag::kDecrypted) != 0;
+    state::MigrationBlob migration;
+    try
+    {
+        migration = state::encodeMigrationBlob(plaintext, stateKey_, decrypted, migrationKey_);
+    }
+    catch (const state::BlobEncryptError& e)
+    {
+        spdlog::error("CMD_GET_STATEBLOB {}: {}", protocol::blobName(*type), e.what());
+        return protocol::encodeReply(protocol::StateBlobReply{
+            .result = rc::kEncryptError, .stateFlags = 0, .totalLength = 0, .data = {}});
+    }
     const std::size_t offset = std::min<std::size_t>(request.offset, migration.blob.size());
     const ByteView data = ByteView(migration.blob).subspan(offset);
     return protocol::encodeReply(
@@ -261,7 +280,8 @@ TpmResult ControlHandler::setStateBlob(const protocol::SetStateBlobRequest& requ
         daemon_.requestExit("state lock unavailable for an incoming state blob");
         return rc::kIoError;
     }
-    const auto decoded = state::decodeMigrationBlob(request.blob, request.stateFlags);
+    const auto decoded =
+        state::decodeMigrationBlob(request.blob, request.stateFlags, stateKey_, migrationKey_);
     if (decoded.error)
     {
         spdlog::error("CMD_SET_STATEBLOB {}: {}", protocol::blobName(*type),

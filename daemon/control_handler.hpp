@@ -4,6 +4,7 @@
 #include "daemon/tpm_engine.hpp"
 #include "protocol/byte_io.hpp"
 #include "protocol/ctrl_messages.hpp"
+#include "state/key.hpp"
 #include "state/unique_fd.hpp"
 
 #include <cstdint>
@@ -35,8 +36,10 @@ struct CtrlOutcome
 class ControlHandler
 {
 public:
+    // The keys (either may be null) must outlive the handler.
     ControlHandler(TpmEngine& engine, StateStore& store, const Options& options,
-                   DaemonControl& daemon);
+                   DaemonControl& daemon, const state::Key* stateKey,
+                   const state::Key* migrationKey);
 
     // `message` starts with the 4-byte command code; `passedFd` is the SCM_RIGHTS descriptor
     // that arrived with it, if any (closed unless CMD_SET_DATAFD adopts it).
@@ -63,6 +66,8 @@ private:
     StateStore& store_;
     const Options& options_;
     DaemonControl& daemon_;
+    const state::Key* stateKey_;
+    const state::Key* migrationKey_;
     std::uint64_t handled_ = 0;
 };
 

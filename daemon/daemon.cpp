@@ -47,6 +47,16 @@ state::UniqueFd openListening(const Endpoint& e, const char* what)
     throw std::logic_error("not a listening endpoint");
 }
 
+std::optional<state::Key> loadOptionalKey(const std::optional<state::KeySpec>& spec,
+                                          std::string_view option)
+{
+    if (!spec)
+    {
+        return std::nullopt;
+    }
+    return state::loadKey(*spec, option);
+}
+
 protocol::Bytes startupCommand(TpmVersion version, StartupType type)
 {
     if (version == TpmVersion::Tpm2)
@@ -70,9 +80,12 @@ protocol::Bytes startupCommand(TpmVersion version, StartupType type)
 Daemon::Daemon(const Options& options) :
     options_(options),
     signals_(io_, SIGINT, SIGTERM),
-    store_(options.tpmstate.value(), options.tpmVersion),
+    stateKey_(loadOptionalKey(options.key, "--key")),
+    migrationKey_(loadOptionalKey(options.migrationKey, "--migration-key")),
+    store_(options.tpmstate.value(), options.tpmVersion, stateKey_ ? &*stateKey_ : nullptr),
     engine_(options.tpmVersion, store_),
-    control_(engine_, store_, options_, *this),
+    control_(engine_, store_, options_, *this, stateKey_ ? &*stateKey_ : nullptr,
+             migrationKey_ ? &*migrationKey_ : nullptr),
     data_(engine_, store_, options_, *this)
 {
     // The lock comes before the sockets: a second daemon on the same state must not replace
@@ -207,6 +220,15 @@ int Daemon::run()
                 shutdown("signal");
             }
         });
+    // Listening starts only now that the TPM could be started: a client that connects finds
+    // a daemon that serves (readiness = the sockets accept).
+    for (Listener* listener : {ctrlListener_.get(), dataListener_.get(), statusListener_.get()})
+    {
+        if (listener != nullptr)
+        {
+            listener->listen();
+        }
+    }
     if (ctrlListener_)
     {
         ctrlListener_->arm();
@@ -342,6 +364,7 @@ void Daemon::shutdown(const char* why)
         statusListener_->close();
     }
     signals_.cancel();
+    store_.flush(); // deferred fsyncs done before the lock goes
     store_.unlock();
     io_.stop();
 }

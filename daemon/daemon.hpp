@@ -12,6 +12,7 @@
 #include <boost/asio/signal_set.hpp>
 
 #include <functional>
+#include <optional>
 #include <memory>
 
 // One vtpmd instance: the event loop, the TPM, its state and the two channels, wired the way
@@ -54,6 +55,8 @@ private:
     const Options& options_;
     boost::asio::io_context io_{1};
     boost::asio::signal_set signals_;
+    std::optional<state::Key> stateKey_;
+    std::optional<state::Key> migrationKey_;
     StateStore store_;
     TpmEngine engine_;
     ControlHandler control_;

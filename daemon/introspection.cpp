@@ -2,7 +2,7 @@
 
 #include "daemon/tpm_engine.hpp"
 #include "protocol/blob_type.hpp"
-#include "state/dir_storage.hpp"
+#include "state/storage.hpp"
 #include "vtpmd_config.hpp"
 
 #include <nlohmann/json.hpp>
@@ -71,7 +71,10 @@ std::string capabilitiesJson(const Options& options)
     }
     for (const char* f : {"tpm-send-command-header", "flags-opt-startup",
                           "flags-opt-disable-auto-shutdown", "ctrl-opt-terminate",
-                          "cmdarg-print-states", "nvram-backend-dir", "tpmstate-opt-lock"})
+                          "cmdarg-key-fd", "cmdarg-pwd-fd", "cmdarg-print-states",
+                          "cmdarg-migration", "nvram-backend-dir", "nvram-backend-file",
+                          "tpmstate-opt-lock", "tpmstate-dir-backend-opt-backup",
+                          "tpmstate-dir-backend-opt-fsync", "systemd-notify"})
     {
         features.emplace_back(f);
     }
@@ -88,14 +91,20 @@ std::string capabilitiesJson(const Options& options)
 
 std::string statesJson(const Options& options)
 {
-    state::DirStorage storage(options.tpmstate.value().dir, options.tpmVersion,
-                              options.tpmstate->mode);
-    storage.init();
+    state::StorageOptions storageOptions;
+    storageOptions.version = options.tpmVersion;
+    storageOptions.fileMode = options.tpmstate.value().mode;
+    const auto storage = state::openStorage(
+        state::StorageUri{.kind = options.tpmstate->fileBackend ? state::StorageUri::Kind::File
+                                                                : state::StorageUri::Kind::Dir,
+                          .path = options.tpmstate->dir},
+        storageOptions);
+    storage->init();
     std::string out = "{ \"type\": \"swtpm\", \"states\": [";
     bool first = true;
     for (protocol::BlobType type : protocol::kAllBlobTypes)
     {
-        if (const auto size = storage.storedSize(type))
+        if (const auto size = storage->storedSize(type))
         {
             out += first ? " " : ", ";
             out += "{\"name\": \"" + std::string(protocol::blobName(type)) +

@@ -81,10 +81,6 @@ state::UniqueFd listenUnix(const std::filesystem::path& path, mode_t mode,
     {
         throwErrno("cannot chown " + p);
     }
-    if (::listen(fd.get(), kBacklog) != 0)
-    {
-        throwErrno("cannot listen on " + p);
-    }
     return fd;
 }
 
@@ -146,10 +142,6 @@ state::UniqueFd listenTcp(const std::string& address, std::uint16_t port,
     {
         throwErrno("cannot bind TCP " + where);
     }
-    if (::listen(fd.get(), kBacklog) != 0)
-    {
-        throwErrno("cannot listen on TCP " + where);
-    }
     return fd;
 }
 
@@ -191,6 +183,21 @@ Listener::Listener(boost::asio::io_context& io, state::UniqueFd fd, std::string 
 Listener::~Listener()
 {
     close();
+}
+
+void Listener::listen()
+{
+    int listening = 0;
+    socklen_t len = sizeof(listening);
+    if (::getsockopt(stream_.native_handle(), SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 &&
+        listening != 0)
+    {
+        return;
+    }
+    if (::listen(stream_.native_handle(), kBacklog) != 0)
+    {
+        throwErrno(name_ + ": cannot listen");
+    }
 }
 
 void Listener::arm()

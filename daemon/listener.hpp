@@ -17,11 +17,13 @@
 namespace vtpm::daemon
 {
 
-// Creates a listening UNIX socket at `path` (an existing socket file there is replaced),
-// applies mode/owner, listen backlog 1. Throws std::system_error naming the path.
+// Creates a UNIX socket bound at `path` (an existing socket file there is replaced) and applies
+// mode/owner. It listens only once Listener::listen() runs, so nobody can connect to a daemon
+// that may still fail to start. Throws std::system_error naming the path.
 state::UniqueFd listenUnix(const std::filesystem::path& path, mode_t mode,
                            std::optional<uid_t> uid, std::optional<gid_t> gid);
-// Creates a listening TCP socket; an address with ':' is IPv6 (`ifname` scopes link-local).
+// Creates a bound TCP socket (listening starts with Listener::listen()); an address with ':' is
+// IPv6 (`ifname` scopes link-local).
 state::UniqueFd listenTcp(const std::string& address, std::uint16_t port,
                           const std::string& ifname);
 // Checks that an inherited descriptor is an open stream socket (listening or not, as asked).
@@ -39,6 +41,8 @@ public:
     Listener& operator=(const Listener&) = delete;
     ~Listener();
 
+    // Starts accepting connections (backlog 1); a no-op for inherited listening sockets.
+    void listen();
     void arm();
     void close();
 

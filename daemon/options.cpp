@@ -52,6 +52,7 @@ enum class KeyKind
     Value, // key=value, value non-empty
     Flag,  // bare key only (--flags/--locality words, terminate, disconnect, truncate)
     Bool,  // key, key=true or key=false
+    Maybe, // key or key=value (value non-empty)
 };
 
 struct KeySpec
@@ -156,6 +157,12 @@ KeyValues parseKeyValues(std::string_view option, std::string_view text,
             if (hasValue)
             {
                 fail(option, std::string(noun) + " " + inQuotes(key) + " takes no value");
+            }
+            break;
+        case KeyKind::Maybe:
+            if (hasValue && value.empty())
+            {
+                fail(option, std::string(noun) + " " + inQuotes(key) + " has an empty value");
             }
             break;
         case KeyKind::Bool:
@@ -462,6 +469,25 @@ StateOptions parseStateDir(std::string_view option, std::string_view dir)
     return state;
 }
 
+state::FsyncPolicy parseFsync(std::string_view option, std::string_view value)
+{
+    if (value.empty() || value == "true")
+    {
+        return state::FsyncPolicy::Always; // swtpm's bare "fsync"
+    }
+    if (value == "false")
+    {
+        return state::FsyncPolicy::Never;
+    }
+    const auto policy = state::parseFsyncPolicy(value);
+    if (!policy)
+    {
+        fail(option, "invalid fsync policy " + inQuotes(value) +
+                         " (expected always, deferred or never)");
+    }
+    return *policy;
+}
+
 StateOptions parseTpmstate(std::string_view text)
 {
     static constexpr std::array kKeys{
@@ -469,9 +495,12 @@ StateOptions parseTpmstate(std::string_view text)
         KeySpec{"backend-uri"},
         KeySpec{"mode"},
         KeySpec{"lock", KeyKind::Bool},
+        KeySpec{"fsync", KeyKind::Maybe},
+        KeySpec{"backup", KeyKind::Bool},
     };
     constexpr std::string_view kOption = "--tpmstate";
     constexpr std::string_view kDirScheme = "dir://";
+    constexpr std::string_view kFileScheme = "file://";
     const KeyValues kv = parseKeyValues(kOption, text, kKeys);
     StateOptions state;
     if (requireOneOf(kv, {"dir", "backend-uri"}, kOption) == "dir")
@@ -481,18 +510,44 @@ StateOptions parseTpmstate(std::string_view text)
     else
     {
         const std::string_view uri = *kv.value("backend-uri");
-        if (!uri.starts_with(kDirScheme))
+        if (uri.starts_with(kDirScheme))
         {
-            fail(kOption, "unsupported state backend " + inQuotes(uri) + " (only dir:// is)");
+            state = parseStateDir(kOption, uri.substr(kDirScheme.size()));
         }
-        state = parseStateDir(kOption, uri.substr(kDirScheme.size()));
+        else if (uri.starts_with(kFileScheme))
+        {
+            state = parseStateDir(kOption, uri.substr(kFileScheme.size()));
+            state.fileBackend = true;
+        }
+        else
+        {
+            fail(kOption, "unsupported state backend " + inQuotes(uri) +
+                              " (expected dir:// or file://)");
+        }
     }
     if (const auto mode = kv.value("mode"))
     {
         state.mode = parseMode(kOption, *mode);
     }
-    state.lock = !kv.has("lock") || kv.enabled("lock");
+    state.lock = kv.has("lock") ? kv.enabled("lock") : !state.fileBackend;
+    if (kv.has("fsync"))
+    {
+        state.fsync = parseFsync(kOption, *kv.value("fsync"));
+    }
+    state.backup = !kv.has("backup") || kv.enabled("backup");
     return state;
+}
+
+state::KeySpec parseKey(std::string_view option, std::string_view text)
+{
+    try
+    {
+        return state::parseKeySpec(option, text);
+    }
+    catch (const state::KeySpecError& e)
+    {
+        throw UsageError(e.what());
+    }
 }
 
 Flags parseFlags(std::string_view text)
@@ -699,6 +754,11 @@ public:
     void onPid(std::string_view arg) { opts_.pid = parsePid(arg); }
     void onStatus(std::string_view arg) { opts_.status = parseStatus(arg); }
     void onMigration(std::string_view arg) { opts_.migration = parseMigration(arg); }
+    void onKey(std::string_view arg) { opts_.key = parseKey("--key", arg); }
+    void onMigrationKey(std::string_view arg)
+    {
+        opts_.migrationKey = parseKey("--migration-key", arg);
+    }
     void onLog(std::string_view arg) { opts_.log = parseLog(arg); }
     void onPort(std::string_view arg) { legacyPort_ = parsePort("-p/--port", arg); }
     // The fd is a connected stream; 0..2 are stdio, never a TPM client (swtpm agrees).
@@ -740,6 +800,8 @@ constexpr std::array kOptionTable{
     OptionSpec{"log", '\0', true, false, &Parser::onLog},
     OptionSpec{"status", '\0', true, false, &Parser::onStatus},
     OptionSpec{"migration", '\0', true, false, &Parser::onMigration},
+    OptionSpec{"key", '\0', true, false, &Parser::onKey},
+    OptionSpec{"migration-key", '\0', true, false, &Parser::onMigrationKey},
     OptionSpec{"port", 'p', true, false, &Parser::onPort},
     OptionSpec{"fd", 'f', true, false, &Parser::onFd},
     OptionSpec{"terminate", 't', false, true, &Parser::onTerminate},
@@ -1039,12 +1101,31 @@ vTPM daemon speaking the swtpm socket-mode protocol. Options:
                    gives the port. type=tcp,fd= is an already connected stream
                    (implies --terminate); type=unixio,fd= a listening socket.
                    disconnect closes the connection after each response
---tpmstate dir=<dir>[,mode=0...][,lock[=true|false]]
---tpmstate backend-uri=dir://<dir>[,mode=0...][,lock[=true|false]]
-                 : directory for the TPM state files (required to run; the
-                   TPM_PATH environment variable is used when absent); mode
-                   sets the octal permissions of new state files (default
-                   0600); lock (default true) locks the directory
+--tpmstate dir=<dir>|backend-uri=dir://<dir>|backend-uri=file://<file>
+           [,mode=0...][,lock[=true|false]][,fsync[=always|deferred|never]]
+           [,backup[=true|false]]
+                 : where the TPM state lives (required to run; the TPM_PATH
+                   environment variable is used when absent): a directory of
+                   swtpm-compatible files, or one image file or block device
+                   in swtpm's linear layout. mode sets the octal permissions
+                   of new state files (default 0600); lock takes a lock on
+                   the state (default: true for dir, false for file). fsync:
+                   always = durable against power loss before a command is
+                   answered; deferred (default) = durable against a killed
+                   daemon at once and against power loss a few ms later, off
+                   the command path; never = no fsync. backup (default true)
+                   keeps the last good copy of each blob and falls back to it
+                   loudly if the current one is damaged
+--key file=<path>|fd=<fd>[,mode=aes-128-cbc|aes-256-cbc][,format=hex|binary][,remove]
+--key pwdfile=<path>|pwdfd=<fd>[,mode=...][,kdf=pbkdf2|sha512][,remove]
+                 : encrypt the state at rest (AES-CBC + HMAC-SHA256, swtpm's
+                   format); a key file holds 32 or 64 hex digits (format=hex)
+                   or the raw bytes; a passphrase is turned into a key with
+                   PBKDF2-SHA512 (or SHA-512); remove deletes the file after
+                   reading it
+--migration-key <same as --key>
+                 : encrypt state blobs handed out for migration
+                   (CMD_GET_STATEBLOB) and decrypt incoming ones
 --tpm2           : emulate a TPM 2.0 (default: TPM 1.2)
 --flags [not-need-init][,startup-clear|startup-state|startup-deactivated|startup-none]
         [,disable-auto-shutdown]

@@ -1,6 +1,8 @@
 #pragma once
 
 #include "protocol/tpm_version.hpp"
+#include "state/key.hpp"
+#include "state/storage.hpp"
 
 #include <cstdint>
 #include <filesystem>
@@ -82,11 +84,16 @@ struct LocalityOptions
 };
 
 // --tpmstate dir=... | backend-uri=dir://..., or the TPM_PATH environment variable.
+// Also backend-uri=file:///img (a linear image file or block device, protocol.md §7.3), and
+// vtpmd's durability settings (doc/durability.md).
 struct StateOptions
 {
-    std::filesystem::path dir; // absolute
+    std::filesystem::path dir; // absolute: the directory, or the image file with fileBackend
+    bool fileBackend = false;
     std::optional<mode_t> mode;
-    bool lock = true;
+    bool lock = true; // default: true for a directory, false for an image (as swtpm)
+    state::FsyncPolicy fsync = state::FsyncPolicy::Deferred; // fsync[=always|deferred|never]
+    bool backup = true; // keep the last good copy and fall back to it when the current is damaged
 };
 
 // --migration [incoming][,release-lock-outgoing] (protocol.md §7.7, §9.3): state on shared
@@ -150,6 +157,8 @@ struct Options
     Flags flags;
     LocalityOptions locality;
     MigrationOptions migration;
+    std::optional<state::KeySpec> key;          // --key: state encryption at rest
+    std::optional<state::KeySpec> migrationKey; // --migration-key: wraps GET/SET_STATEBLOB
     std::optional<PidOptions> pid;
     std::optional<LogOptions> log; // absent => errors to stderr only
     // --status unixio,path=P[,mode=] | unixio,fd=N (vtpmd only): a read-only socket that

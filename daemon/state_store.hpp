@@ -3,7 +3,10 @@
 #include "daemon/nv_store.hpp"
 #include "daemon/options.hpp"
 #include "protocol/tpm_version.hpp"
-#include "state/dir_storage.hpp"
+#include "state/key.hpp"
+#include "state/storage.hpp"
+
+#include <memory>
 
 #include <cstdint>
 #include <string>
@@ -16,8 +19,10 @@ namespace vtpm::daemon
 class StateStore final : public NvStore
 {
 public:
-    // Checks the directory; throws with a message naming it if unusable.
-    StateStore(const StateOptions& options, protocol::TpmVersion version);
+    // Opens the backend (directory or image); throws with a message naming it if unusable.
+    // stateKey, if any, must outlive the store.
+    StateStore(const StateOptions& options, protocol::TpmVersion version,
+               const state::Key* stateKey);
 
     protocol::TpmResult load(protocol::BlobType type, protocol::Bytes& out) override;
     protocol::TpmResult store(protocol::BlobType type, protocol::ByteView data) override;
@@ -37,15 +42,17 @@ public:
     [[nodiscard]] bool lockEnabled() const noexcept { return lockEnabled_; }
     void unlock();
 
-    [[nodiscard]] state::DirStorage& storage() noexcept { return storage_; }
-    [[nodiscard]] bool locked() const noexcept { return storage_.locked(); }
+    [[nodiscard]] bool locked() const noexcept { return storage_->locked(); }
+    // Makes every acknowledged store power-loss durable (deferred fsyncs); called at exit.
+    void flush() { storage_->flush(); }
     // Loads and stores that failed (each also logged).
     [[nodiscard]] std::uint64_t errors() const noexcept { return errors_; }
     // The most recent failure, naming the file, for messages to the operator.
     [[nodiscard]] const std::string& lastError() const noexcept { return lastError_; }
 
 private:
-    state::DirStorage storage_;
+    std::unique_ptr<state::Storage> storage_;
+    std::filesystem::path location_;
     bool lockEnabled_;
     unsigned armedRetries_ = 0;
     std::uint64_t errors_ = 0;

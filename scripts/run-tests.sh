@@ -21,8 +21,8 @@ meson test -C build-asan --setup sanitize --print-errorlogs --num-processes "$jo
 
 echo "=== clang libFuzzer, bounded runs"
 [ -d build-fuzz ] || CXX=clang++ meson setup build-fuzz -Dfuzz=true -Dtests=enabled
-ninja -C build-fuzz test/fuzz/fuzz_ctrl test/fuzz/fuzz_frame
-for target in fuzz_ctrl fuzz_frame; do
+ninja -C build-fuzz test/fuzz/fuzz_ctrl test/fuzz/fuzz_frame test/fuzz/fuzz_blob
+for target in fuzz_ctrl fuzz_frame fuzz_blob; do
     corpus=$(mktemp -d)
     cp test/fuzz/corpus/"${target#fuzz_}"/* "$corpus"/ 2>/dev/null || true
     ./build-fuzz/test/fuzz/$target -max_total_time="${VTPMD_FUZZ_SECONDS:-30}" \

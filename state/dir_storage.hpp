@@ -3,13 +3,17 @@
 #include "protocol/blob_type.hpp"
 #include "protocol/byte_io.hpp"
 #include "protocol/tpm_version.hpp"
+#include "state/storage.hpp"
 #include "state/stored_blob.hpp"
 #include "state/unique_fd.hpp"
 
+#include <array>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include <sys/types.h>
 
@@ -17,87 +21,121 @@
 // blob named like swtpm's, written atomically, plus the `.lock` file that keeps two daemons off
 // the same state. All file access goes through a directory fd opened by init(), so a directory
 // renamed or replaced underneath us cannot redirect writes elsewhere.
+//
+// With backup (the default) `<name>.bak` is a hard link to the previous good version, swapped in
+// atomically before each new version is renamed into place, so at every instant both a complete
+// current file and a complete last good copy exist (doc/durability.md).
 namespace vtpm::state
 {
 
-// Files above this size are refused on load (and never written): a TPM 2 permall is ~1.3 KiB
-// and volatilestate ~9 KiB, so anything this big is not ours and must not be slurped into RAM.
-inline constexpr std::uint64_t kMaxStateFileSize = std::uint64_t{16} * 1024 * 1024;
+class SyncWorker;
 
-// Default mode of state files; swtpm uses 0640, the house rule is owner-only.
-inline constexpr mode_t kDefaultStateFileMode = 0600;
-
-// How often and how many extra times lock() retries a contended lock (protocol.md §7.7).
-inline constexpr unsigned kLockRetryIntervalMs = 10;
-
-enum class LoadStatus
-{
-    Ok,       // plaintext is valid
-    NotFound, // no such file: first start, not an error (libtpms wants TPM_RETRY)
-    Error,    // error is set; the message names the file
-};
-
-struct LoadResult
-{
-    LoadStatus status = LoadStatus::Error;
-    protocol::Bytes plaintext;
-    std::optional<BlobError> error;
-};
-
-class DirStorage
+class DirStorage final : public Storage
 {
 public:
+    DirStorage(std::filesystem::path dir, StorageOptions options);
     // fileMode: the `mode=` the user gave, applied exactly; nullopt → kDefaultStateFileMode.
+    // stateKey: the `--key` state key (borrowed; must outlive this object), or null for
+    // plaintext files. With a key every file is written encrypted and must load as such.
+    // Every other option at its StorageOptions default (deferred fsync, backup on).
     DirStorage(std::filesystem::path dir, protocol::TpmVersion version,
-               std::optional<mode_t> fileMode);
+               std::optional<mode_t> fileMode, const Key* stateKey = nullptr);
+    DirStorage(DirStorage&& other) noexcept;
+    DirStorage& operator=(DirStorage&&) = delete;
+    DirStorage(const DirStorage&) = delete;
+    DirStorage& operator=(const DirStorage&) = delete;
+    // Waits for deferred fsyncs.
+    ~DirStorage() override;
 
     // Opens the directory. Throws std::system_error naming the path if it is missing, not a
     // directory or not accessible. Must be called before anything else.
-    void init();
+    void init() override;
 
     // <dir>/tpm2-00.permall (TPM 2) or <dir>/tpm-00.permall (TPM 1.2), etc.
     [[nodiscard]] std::filesystem::path pathOf(protocol::BlobType type) const;
 
+    // <dir>/tpm2-00.permall.bak: the last good copy kept with backup.
+    [[nodiscard]] std::filesystem::path backupPathOf(protocol::BlobType type) const;
+
     // Reads and decodes one blob. A corrupt, truncated, oversized or non-regular file is an
     // Error naming the file, never NotFound: treating it as absent would make libtpms
-    // manufacture a fresh TPM over the user's keys.
-    [[nodiscard]] LoadResult load(protocol::BlobType type);
+    // manufacture a fresh TPM over the user's keys. With backup, a file that fails to parse or
+    // authenticate is replaced by its `.bak` (logged at critical level, usedBackup set), and a
+    // `.bak` without its file (a swap interrupted by a crash) is restored.
+    [[nodiscard]] LoadResult load(protocol::BlobType type) override;
 
-    // Encodes and writes atomically (temp file, fsync, rename, fsync dir). On failure the
-    // previous file is untouched and no temp file is left; the error names the file.
+    // Encodes and writes atomically: temp file, [fsync], current file hard-linked to `.bak`,
+    // rename over the current file, [fsync directory] (doc/durability.md). On failure the
+    // previous file is untouched and no temp file is left; the error names the file. A current
+    // file that failed to load is moved to `<name>.corrupt`, never overwritten and never made
+    // the backup.
     [[nodiscard]] std::optional<BlobError> store(protocol::BlobType type,
-                                                 protocol::ByteView plaintext);
+                                                 protocol::ByteView plaintext) override;
 
-    // Deletes one blob; a missing file is an error only if mustExist.
-    [[nodiscard]] std::optional<BlobError> remove(protocol::BlobType type, bool mustExist);
+    // Deletes one blob and its backup; a missing file is an error only if mustExist.
+    [[nodiscard]] std::optional<BlobError> remove(protocol::BlobType type,
+                                                  bool mustExist) override;
 
     // Size of the stored file if it exists (for --print-states); throws std::system_error on
     // errors other than "does not exist".
-    [[nodiscard]] std::optional<std::uint64_t> storedSize(protocol::BlobType type) const;
+    [[nodiscard]] std::optional<std::uint64_t> storedSize(protocol::BlobType type) const override;
 
     // Takes the fcntl write lock on <dir>/.lock, retrying every kLockRetryIntervalMs up to
     // `retries` extra times. True if the lock is now held (or already was). POSIX locks belong
     // to the process: a second DirStorage in the same process would "succeed" too.
-    [[nodiscard]] bool lock(unsigned retries, std::string* error = nullptr);
+    [[nodiscard]] bool lock(unsigned retries, std::string* error = nullptr) override;
 
     // Releases the lock by closing the lock file.
-    void unlock() noexcept;
+    void unlock() noexcept override;
 
-    [[nodiscard]] bool locked() const noexcept { return lockFd_.valid(); }
+    [[nodiscard]] bool locked() const noexcept override { return lockFd_.valid(); }
+
+    // The file path.
+    [[nodiscard]] std::string describe(protocol::BlobType type) const override;
+
+    // Waits for deferred fsyncs; failures are logged at critical level.
+    void flush() override;
 
     [[nodiscard]] const std::filesystem::path& dir() const noexcept { return dir_; }
+    [[nodiscard]] const StorageOptions& options() const noexcept { return options_; }
 
 private:
+    // What this process knows about the current file of a blob type, so that a damaged file
+    // is never rotated into the backup slot.
+    enum class Known
+    {
+        Unknown, // not looked at yet
+        Good,    // loaded or written by us
+        Damaged, // failed to parse: .bak stays, the file is moved aside on the next store
+        Absent,  // no such file
+        Other,   // unreadable or not a regular file: left alone, the store will report it
+    };
+
+    struct FileRead
+    {
+        LoadResult result;
+        bool damaged = false; // the bytes are there but wrong: a backup may stand in
+    };
+
     [[nodiscard]] std::string fileName(protocol::BlobType type) const;
     [[nodiscard]] std::string tempName(protocol::BlobType type) const;
+    [[nodiscard]] FileRead readBlob(const std::string& name) const;
+    [[nodiscard]] LoadResult loadWithBackup(protocol::BlobType type, FileRead current);
     [[nodiscard]] std::optional<BlobError> writeFile(const std::string& name,
-                                                     protocol::ByteView bytes);
+                                                     protocol::ByteView bytes, UniqueFd& keep);
+    [[nodiscard]] std::optional<BlobError> prepareSwap(protocol::BlobType type);
+    [[nodiscard]] std::optional<BlobError> finishStore(const std::filesystem::path& path,
+                                                       UniqueFd written);
+    [[nodiscard]] std::optional<BlobError> takeWorkerError();
+    [[nodiscard]] Known& known(protocol::BlobType type) noexcept;
+    void step(std::string_view name) const;
 
     std::filesystem::path dir_;
-    protocol::TpmVersion version_;
-    std::optional<mode_t> fileMode_;
+    StorageOptions options_;
     UniqueFd dirFd_;
     UniqueFd lockFd_;
+    std::array<Known, protocol::kAllBlobTypes.size()> known_{};
+    std::unique_ptr<SyncWorker> worker_; // declared last: drains before dirFd_ closes
 };
 
 } // namespace vtpm::state

@@ -1,8 +1,10 @@
 #include "state/stored_blob.hpp"
 
 #include "protocol/blob_type.hpp"
+#include "state/blob_crypto.hpp"
 
 #include <fmt/format.h>
+#include <openssl/crypto.h>
 
 #include <limits>
 #include <stdexcept>
@@ -42,49 +44,109 @@ std::uint32_t checkedTotal(std::size_t bodySize)
     return static_cast<std::uint32_t>(kBlobHeaderSize + bodySize);
 }
 
+// Wipes a buffer of (possibly) plaintext state when it goes out of scope, so intermediate copies
+// do not linger in freed heap memory.
+class WipeOnExit
+{
+public:
+    explicit WipeOnExit(Bytes& bytes) noexcept : bytes_(bytes) {}
+    ~WipeOnExit() { OPENSSL_cleanse(bytes_.data(), bytes_.size()); }
+    WipeOnExit(const WipeOnExit&) = delete;
+    WipeOnExit& operator=(const WipeOnExit&) = delete;
+    WipeOnExit(WipeOnExit&&) = delete;
+    WipeOnExit& operator=(WipeOnExit&&) = delete;
+
+private:
+    Bytes& bytes_;
+};
+
 // One protection layer of a blob (protocol.md §7.4/§7.5): either a plaintext element or an
-// encrypted one. Without a key only the plaintext form can be opened; this is the single place
-// where decryption will be added (tags encTag/kHmac/ivTag, key from the caller).
+// encrypted one (tags in `crypt`, key from the caller).
 struct Layer
 {
     std::uint16_t plainTag;
     std::string_view plainName;
     std::string_view keyName; // "state" or "migration", for messages
+    crypto::LayerTags crypt;
 };
 
+// The opened layer: borrowed from the input (plaintext element) or owned (decrypted).
 struct LayerResult
 {
-    ByteView value;
+    ByteView borrowed;
+    Bytes owned;
+    bool isOwned = false;
     std::optional<BlobError> error;
+
+    [[nodiscard]] ByteView value() const noexcept { return isOwned ? ByteView(owned) : borrowed; }
 };
 
-LayerResult openLayer(ByteView seq, std::uint8_t version, bool encrypted, const Layer& layer)
+LayerResult openLayer(ByteView seq, const BlobHeader& header, bool encrypted, const Key* key,
+                      const Layer& layer)
 {
+    LayerResult result;
     if (encrypted)
     {
-        return {.value = {},
-                .error = makeError(rc::kKeyNotFound,
-                                   fmt::format("blob is encrypted with a {} key, but no {} key "
-                                               "is configured",
-                                               layer.keyName, layer.keyName))};
+        if (key == nullptr)
+        {
+            result.error = makeError(rc::kKeyNotFound,
+                                     fmt::format("blob is encrypted with a {} key, but no {} key "
+                                                 "is configured",
+                                                 layer.keyName, layer.keyName));
+            return result;
+        }
+        crypto::DecryptResult decrypted =
+            header.version == kBlobLegacyVersion
+                ? crypto::decryptLegacyV1(seq, *key, layer.keyName)
+                : crypto::decryptLayer(seq, header.flags, *key, layer.crypt, layer.keyName);
+        if (decrypted.error)
+        {
+            result.error = std::move(decrypted.error);
+            return result;
+        }
+        result.owned = std::move(decrypted.plaintext);
+        result.isOwned = true;
+        return result;
     }
-    if (version == kBlobLegacyVersion)
+    if (header.version == kBlobLegacyVersion)
     {
-        return {.value = seq, .error = std::nullopt}; // version 1 has no TLVs
+        result.borrowed = seq; // version 1 has no TLVs
+        return result;
     }
     const auto value = findTlv(seq, layer.plainTag);
     if (!value)
     {
-        return {.value = {},
-                .error = makeError(rc::kFail, fmt::format("blob has no {} element (tag {})",
-                                                          layer.plainName, layer.plainTag))};
+        result.error = makeError(rc::kFail, fmt::format("blob has no {} element (tag {})",
+                                                        layer.plainName, layer.plainTag));
+        return result;
     }
-    return {.value = *value, .error = std::nullopt};
+    result.borrowed = *value;
+    return result;
 }
 
-constexpr Layer kStateLayer{.plainTag = tag::kData, .plainName = "DATA", .keyName = "state"};
-constexpr Layer kMigrationLayer{
-    .plainTag = tag::kMigrationData, .plainName = "MIGRATION_DATA", .keyName = "migration"};
+constexpr Layer kStateLayer{.plainTag = tag::kData,
+                            .plainName = "DATA",
+                            .keyName = "state",
+                            .crypt = crypto::kStateLayer};
+constexpr Layer kMigrationLayer{.plainTag = tag::kMigrationData,
+                                .plainName = "MIGRATION_DATA",
+                                .keyName = "migration",
+                                .crypt = crypto::kMigrationLayer};
+
+std::uint16_t keyFlags(const Key& key, std::uint16_t encryptedFlag, std::uint16_t flag256)
+{
+    return static_cast<std::uint16_t>(encryptedFlag | (key.is256() ? flag256 : 0U));
+}
+
+// header ‖ body, with the total length checked.
+Bytes withHeader(std::uint16_t flags, ByteView body)
+{
+    const std::uint32_t total = checkedTotal(body.size());
+    ByteWriter out(total);
+    writeHeader(out, flags, total);
+    out.write(body);
+    return std::move(out).take();
+}
 
 } // namespace
 
@@ -164,16 +226,29 @@ void appendTlv(ByteWriter& out, std::uint16_t tlvTag, ByteView value)
     out.write(tlvTag).write(static_cast<std::uint32_t>(value.size())).write(value);
 }
 
-Bytes encodeStoredBlob(ByteView plaintext)
+Bytes encodeStoredBlob(ByteView plaintext, const Key* stateKey)
 {
-    const std::uint32_t total = checkedTotal(kTlvHeaderSize + plaintext.size());
+    if (stateKey == nullptr)
+    {
+        const std::uint32_t total = checkedTotal(kTlvHeaderSize + plaintext.size());
+        ByteWriter out(total);
+        writeHeader(out, 0, total);
+        appendTlv(out, tag::kData, plaintext);
+        return std::move(out).take();
+    }
+    const std::uint32_t total = checkedTotal(crypto::encryptedSize(plaintext.size(), *stateKey));
     ByteWriter out(total);
-    writeHeader(out, 0, total);
-    appendTlv(out, tag::kData, plaintext);
+    writeHeader(out, keyFlags(*stateKey, blobflag::kEncrypted, blobflag::kEncrypted256BitKey),
+                total);
+    crypto::appendEncrypted(out, plaintext, *stateKey, crypto::kStateLayer);
+    if (out.size() != total)
+    {
+        throw std::logic_error("encrypted state blob size differs from its computed size");
+    }
     return std::move(out).take();
 }
 
-DecodeResult decodeStoredBlob(ByteView blob)
+DecodeResult decodeStoredBlob(ByteView blob, const Key* stateKey)
 {
     DecodeResult result;
     const HeaderResult parsed = parseBlobHeader(blob);
@@ -182,32 +257,77 @@ DecodeResult decodeStoredBlob(ByteView blob)
         result.error = parsed.error;
         return result;
     }
-    const bool encrypted = (parsed.header.flags & blobflag::kEncrypted) != 0;
-    const LayerResult data =
-        openLayer(parsed.payload, parsed.header.version, encrypted, kStateLayer);
-    if (data.error)
+    const BlobHeader& h = parsed.header;
+    const bool flagged = (h.flags & blobflag::kEncrypted) != 0;
+    // With a key every blob is taken as encrypted (swtpm: "we assume the data are encrypted
+    // when there's a key given"). A version-2 file that says it is plaintext would then fail
+    // with a puzzling code, so name the real problem. Version-1 files did not always carry
+    // the flag, so they are decrypted regardless.
+    if (stateKey != nullptr && !flagged && h.version != kBlobLegacyVersion)
     {
-        result.error = data.error;
+        result.error = makeError(rc::kFail,
+                                 "state blob is not encrypted, but a state key is configured "
+                                 "(plaintext and encrypted storage are not converted "
+                                 "automatically)");
         return result;
     }
-    result.plaintext.assign(data.value.begin(), data.value.end());
+    LayerResult data =
+        openLayer(parsed.payload, h, stateKey != nullptr || flagged, stateKey, kStateLayer);
+    if (data.error)
+    {
+        result.error = std::move(data.error);
+        return result;
+    }
+    if (data.isOwned)
+    {
+        result.plaintext = std::move(data.owned);
+    }
+    else
+    {
+        result.plaintext.assign(data.borrowed.begin(), data.borrowed.end());
+    }
     return result;
 }
 
-MigrationBlob encodeMigrationBlob(ByteView plaintext)
+MigrationBlob encodeMigrationBlob(ByteView plaintext, const Key* stateKey, bool decrypted,
+                                  const Key* migrationKey)
 {
-    const std::size_t innerSize = kTlvHeaderSize + plaintext.size();
-    const std::uint32_t total = checkedTotal(kTlvHeaderSize + innerSize);
-    ByteWriter out(total);
-    writeHeader(out, blobflag::kMigrationData, total);
-    // The inner sequence is a single element, so the outer element's value can be written in
-    // place: 4(len = 6 + |P|) then 1(len = |P|) then P.
-    out.write(tag::kMigrationData).write(static_cast<std::uint32_t>(innerSize));
-    appendTlv(out, tag::kData, plaintext);
-    return MigrationBlob{.blob = std::move(out).take(), .stateFlags = 0};
+    MigrationBlob result;
+    std::uint16_t flags = blobflag::kMigrationData;
+
+    ByteWriter innerOut(kTlvHeaderSize + plaintext.size());
+    if (stateKey != nullptr && !decrypted)
+    {
+        crypto::appendEncrypted(innerOut, plaintext, *stateKey, crypto::kStateLayer);
+        flags |= keyFlags(*stateKey, blobflag::kEncrypted, blobflag::kEncrypted256BitKey);
+        result.stateFlags = protocol::stateflag::kEncrypted;
+    }
+    else
+    {
+        appendTlv(innerOut, tag::kData, plaintext);
+    }
+    Bytes inner = std::move(innerOut).take();
+    const WipeOnExit wipeInner(inner);
+
+    ByteWriter bodyOut(kTlvHeaderSize + inner.size());
+    if (migrationKey != nullptr)
+    {
+        crypto::appendEncrypted(bodyOut, inner, *migrationKey, crypto::kMigrationLayer);
+        flags |= keyFlags(*migrationKey, blobflag::kMigrationEncrypted,
+                          blobflag::kMigration256BitKey);
+    }
+    else
+    {
+        appendTlv(bodyOut, tag::kMigrationData, inner);
+    }
+    Bytes body = std::move(bodyOut).take();
+    const WipeOnExit wipeBody(body);
+    result.blob = withHeader(flags, body);
+    return result;
 }
 
-MigrationDecodeResult decodeMigrationBlob(ByteView blob, std::uint32_t requestStateFlags)
+MigrationDecodeResult decodeMigrationBlob(ByteView blob, std::uint32_t requestStateFlags,
+                                          const Key* stateKey, const Key* migrationKey)
 {
     MigrationDecodeResult result;
     if (blob.empty())
@@ -228,12 +348,13 @@ MigrationDecodeResult decodeMigrationBlob(ByteView blob, std::uint32_t requestSt
     }
     const BlobHeader& h = parsed.header;
 
-    const LayerResult outer = openLayer(
-        parsed.payload, h.version, (h.flags & blobflag::kMigrationEncrypted) != 0, kMigrationLayer);
+    const bool outerEncrypted = (h.flags & blobflag::kMigrationEncrypted) != 0;
+    LayerResult outer = openLayer(parsed.payload, h, outerEncrypted, migrationKey, kMigrationLayer);
+    const WipeOnExit wipeOuter(outer.owned);
     if (outer.error)
     {
-        result.error = outer.error;
-        if (outer.error->code == rc::kFail)
+        result.error = std::move(outer.error);
+        if (!outerEncrypted && result.error->code == rc::kFail)
         {
             // The usual cause is a state file copied from disk instead of a GET_STATEBLOB
             // reply: say so, since the bare "no element" text would puzzle an operator.
@@ -247,13 +368,20 @@ MigrationDecodeResult decodeMigrationBlob(ByteView blob, std::uint32_t requestSt
     // it got from the source, and either one alone means "state-key encrypted".
     const bool stateEncrypted = (requestStateFlags & protocol::stateflag::kEncrypted) != 0 ||
                                 (h.flags & blobflag::kEncrypted) != 0;
-    const LayerResult inner = openLayer(outer.value, h.version, stateEncrypted, kStateLayer);
+    LayerResult inner = openLayer(outer.value(), h, stateEncrypted, stateKey, kStateLayer);
     if (inner.error)
     {
-        result.error = inner.error;
+        result.error = std::move(inner.error);
         return result;
     }
-    result.plaintext.assign(inner.value.begin(), inner.value.end());
+    if (inner.isOwned)
+    {
+        result.plaintext = std::move(inner.owned);
+    }
+    else
+    {
+        result.plaintext.assign(inner.borrowed.begin(), inner.borrowed.end());
+    }
     return result;
 }
 

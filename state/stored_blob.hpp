@@ -2,20 +2,20 @@
 
 #include "protocol/byte_io.hpp"
 #include "protocol/result_codes.hpp"
+#include "state/key.hpp"
 
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <stdexcept>
 #include <string>
 
 // swtpm's blob container (protocol.md §7.4, §7.5): a 10-byte big-endian header followed by a
 // sequence of tag-length-value elements. The same container is used for state files on disk and
 // for the GET/SET_STATEBLOB migration stream, so both codecs live here, free of any file I/O.
 //
-// Only plaintext is implemented. The shapes are chosen so state/migration encryption (AES-CBC +
-// HMAC-SHA256, §7.4) can be added without touching callers: every decode already returns the
-// TPM result code the encrypted paths need (kKeyNotFound, kBadKeyProperty, kDecryptError), and
-// keys will arrive as an extra, defaulted argument.
+// Keys are optional, defaulted arguments: without them the codecs handle plaintext only. The
+// encryption layer itself (AES-CBC + HMAC-SHA256, §7.4) lives in state/blob_crypto.*.
 namespace vtpm::state
 {
 
@@ -84,6 +84,18 @@ std::optional<protocol::ByteView> findTlv(protocol::ByteView seq, std::uint16_t 
 // Appends one element. Throws std::length_error if value does not fit a u32 length.
 void appendTlv(protocol::ByteWriter& out, std::uint16_t tlvTag, protocol::ByteView value);
 
+// Encryption failed inside OpenSSL (random generator, cipher or MAC): the caller must not write
+// anything. code() is the TPM result swtpm reports for this (TPM_ENCRYPT_ERROR).
+class BlobEncryptError : public std::runtime_error
+{
+public:
+    using std::runtime_error::runtime_error;
+    [[nodiscard]] static constexpr protocol::TpmResult code() noexcept
+    {
+        return protocol::rc::kEncryptError;
+    }
+};
+
 // Result of decoding a stored blob: plaintext, or error (then plaintext is empty).
 struct DecodeResult
 {
@@ -93,14 +105,22 @@ struct DecodeResult
     [[nodiscard]] bool ok() const noexcept { return !error.has_value(); }
 };
 
-// Storage format, no state key: header(version 2, min 1, flags 0) ‖ 1(plaintext).
-// Throws std::length_error if the plaintext cannot be described by a u32 total length.
-protocol::Bytes encodeStoredBlob(protocol::ByteView plaintext);
+// Storage format (§7.4), header version 2, min version 1:
+//  * no state key: flags 0, 1(plaintext);
+//  * state key: flags ENCRYPTED (| ENCRYPTED_256BIT_KEY), 2(ciphertext) 3(hmac) 6(iv), with a
+//    fresh random IV of key length.
+// Throws std::length_error if the result cannot be described by a u32 total length, and
+// BlobEncryptError if encryption fails.
+protocol::Bytes encodeStoredBlob(protocol::ByteView plaintext, const Key* stateKey = nullptr);
 
-// Inverse of encodeStoredBlob for untrusted input; never throws for bad bytes. Version 1
-// blobs are the raw plaintext after the header. With no state key configured (the only mode
-// so far) a blob flagged ENCRYPTED gives kKeyNotFound, one without a DATA element kFail.
-DecodeResult decodeStoredBlob(protocol::ByteView blob);
+// Inverse of encodeStoredBlob for untrusted input; never throws for bad bytes.
+//  * no state key: a blob flagged ENCRYPTED → kKeyNotFound; version 1 → the raw payload;
+//    version 2 without a DATA element → kFail;
+//  * state key: the blob must be encrypted — a version-2 blob without the ENCRYPTED flag (a
+//    plaintext file) → kFail, as there is no silent switch between plain and encrypted
+//    storage; then decryption as crypto::decryptLayer (kBadKeyProperty, kDecryptError, kFail).
+//    Version 1 payloads are decrypted as legacy v1 (zero IV, SHA-256 prefix).
+DecodeResult decodeStoredBlob(protocol::ByteView blob, const Key* stateKey = nullptr);
 
 // GET_STATEBLOB reply body plus the reply's state_flags (protocol.md §3.12).
 struct MigrationBlob
@@ -109,8 +129,14 @@ struct MigrationBlob
     std::uint32_t stateFlags = 0;
 };
 
-// Migration format, no keys: header(flags MIGRATION_DATA) ‖ 4(1(plaintext)); stateFlags 0.
-MigrationBlob encodeMigrationBlob(protocol::ByteView plaintext);
+// Migration format (GET_STATEBLOB, §7.5). Inner layer I: state-key encrypted — 2 3 6, header
+// ENCRYPTED (| 256BIT), stateFlags = stateflag::kEncrypted — if stateKey is set and `decrypted`
+// is false (the request's DECRYPTED bit clear); otherwise 1(plaintext), stateFlags 0. Outer
+// layer: 5(enc(I)) 3 7 with MIGRATION_ENCRYPTED (| MIGRATION_256BIT_KEY) if migrationKey is
+// set, else 4(I). MIGRATION_DATA is always set. No keys: header(0x0004) ‖ 4(1(plaintext)).
+// Throws like encodeStoredBlob.
+MigrationBlob encodeMigrationBlob(protocol::ByteView plaintext, const Key* stateKey = nullptr,
+                                  bool decrypted = true, const Key* migrationKey = nullptr);
 
 // Outcome of parsing a SET_STATEBLOB body. Exactly one of: error set; empty (a zero-length or
 // header-only blob, which tells libtpms to drop any cached blob of that type); plaintext.
@@ -123,10 +149,15 @@ struct MigrationDecodeResult
     [[nodiscard]] bool ok() const noexcept { return !error.has_value(); }
 };
 
-// Parses a SET_STATEBLOB body (protocol.md §7.5, §3.13). requestStateFlags is the request's
-// state_flags word: its ENCRYPTED bit, like the header's, says the inner layer needs the state
-// key. Missing keys → kKeyNotFound; missing TLVs (including a raw storage file, which lacks the
-// MIGRATION_DATA layer) → kFail; header errors as parseBlobHeader.
-MigrationDecodeResult decodeMigrationBlob(protocol::ByteView blob, std::uint32_t requestStateFlags);
+// Parses a SET_STATEBLOB body (protocol.md §7.5, §3.13). Outer layer: header flag
+// MIGRATION_ENCRYPTED → needs migrationKey (else kKeyNotFound) and tags 5/3/7; otherwise TLV 4
+// (accepted even when a migration key is configured, as swtpm does). Inner layer:
+// requestStateFlags' ENCRYPTED bit or the header's ENCRYPTED flag → needs stateKey (else
+// kKeyNotFound) and tags 2/3/6; otherwise TLV 1. Missing TLVs (including a raw storage file,
+// which lacks the MIGRATION_DATA layer) → kFail; wrong key size → kBadKeyProperty; MAC or
+// padding failure → kDecryptError; header errors as parseBlobHeader. Never throws for bad bytes.
+MigrationDecodeResult decodeMigrationBlob(protocol::ByteView blob, std::uint32_t requestStateFlags,
+                                          const Key* stateKey = nullptr,
+                                          const Key* migrationKey = nullptr);
 
 } // namespace vtpm::state

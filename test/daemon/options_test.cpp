@@ -402,14 +402,14 @@ TEST_CASE_METHOD(CleanEnv, "--tpmstate forms", "[options]")
         {
             return parseError({"socket", "-p", "1", "--tpmstate", arg});
         };
-        CHECK_THAT(stateError("backend-uri=file:///v/st.img"),
+        CHECK_THAT(stateError("backend-uri=nbd:///v/st.img"),
                    Contains("--tpmstate") && Contains("unsupported state backend"));
         CHECK_THAT(stateError("backend-uri=/v/st"), Contains("unsupported state backend"));
         CHECK_THAT(stateError("backend-uri=dir://"), Contains("--tpmstate") && Contains("empty"));
         CHECK_THAT(stateError("dir=/a,backend-uri=dir:///b"), Contains("mutually exclusive"));
         CHECK_THAT(stateError("mode=0600"), Contains("--tpmstate") && Contains("dir="));
         CHECK_THAT(stateError("dir=/s,lock=yes"), Contains("'yes'") && Contains("'lock'"));
-        CHECK_THAT(stateError("dir=/s,backup"), Contains("unknown key 'backup'"));
+        CHECK_THAT(stateError("dir=/s,backup=maybe"), Contains("backup"));
         CHECK_THAT(
             parseError({"socket", "-p", "1", "--tpmstate", "dir=/a", "--tpmstate", "dir=/b"}),
             Contains("--tpmstate") && Contains("more than once"));
@@ -687,9 +687,8 @@ TEST_CASE_METHOD(CleanEnv, "top-level errors", "[options]")
                Contains("'chardev'") && Contains("only 'socket'"));
     CHECK_THAT(parseError({"cuse"}), Contains("'cuse'") && Contains("only 'socket'"));
     CHECK_THAT(parseError({"sockets"}), Contains("'sockets'"));
-    CHECK_THAT(runError({"--key", "file=/k"}), Contains("unknown option '--key'"));
-    CHECK_THAT(runError({"--migration-key=pwdfd=3"}),
-               Contains("unknown") && Contains("'--migration-key'"));
+    CHECK_THAT(runError({"--key", "file=/k,mode=aes-512"}), Contains("--key"));
+    CHECK_THAT(runError({"--migration-key=pwdfd=x"}), Contains("--migration-key"));
     CHECK_THAT(runError({"--migration", "outgoing"}), Contains("--migration"));
     CHECK_THAT(runError({"--seccomp", "action=none"}), Contains("'--seccomp'"));
     CHECK_THAT(runError({"--chroot", "/x"}), Contains("'--chroot'"));
@@ -742,7 +741,8 @@ TEST_CASE("usage text", "[options]")
         CAPTURE(option);
         CHECK_THAT(text, Contains(option));
     }
-    CHECK_THAT(text, !Contains("--key") && !Contains("--seccomp") && !Contains("--chroot"));
+    CHECK_THAT(text, Contains("--key") && Contains("--migration-key"));
+    CHECK_THAT(text, !Contains("--seccomp") && !Contains("--chroot"));
     std::size_t start = 0;
     while (start < text.size())
     {
@@ -763,4 +763,50 @@ TEST_CASE_METHOD(CleanEnv, "--migration flags", "[options]")
     CHECK_FALSE(out.migration.incoming);
     CHECK(out.migration.releaseLockOutgoing);
     CHECK_THAT(runError({"--migration", "incoming=yes"}), Contains("--migration"));
+}
+
+TEST_CASE_METHOD(CleanEnv, "--tpmstate backends and durability", "[options]")
+{
+    const Options dflt = parseRun({});
+    CHECK_FALSE(dflt.tpmstate->fileBackend);
+    CHECK(dflt.tpmstate->lock);
+    CHECK(dflt.tpmstate->backup);
+    CHECK(dflt.tpmstate->fsync == vtpm::state::FsyncPolicy::Deferred);
+
+    const Options file = parseArgs({"socket", "--ctrl", "type=unixio,path=/c"},
+                                   {"--tpmstate", "backend-uri=file:///img/tpm.img"});
+    CHECK(file.tpmstate->fileBackend);
+    CHECK(file.tpmstate->dir == "/img/tpm.img");
+    CHECK_FALSE(file.tpmstate->lock); // swtpm's default for images
+
+    auto stateWith = [](std::string text)
+    {
+        return *parseArgs({"socket", "--ctrl", "type=unixio,path=/c"}, {"--tpmstate", text})
+                    .tpmstate;
+    };
+    CHECK(stateWith("dir=/s,fsync").fsync == vtpm::state::FsyncPolicy::Always);
+    CHECK(stateWith("dir=/s,fsync=never").fsync == vtpm::state::FsyncPolicy::Never);
+    CHECK(stateWith("dir=/s,fsync=false").fsync == vtpm::state::FsyncPolicy::Never);
+    CHECK(stateWith("dir=/s,fsync=deferred").fsync == vtpm::state::FsyncPolicy::Deferred);
+    CHECK_FALSE(stateWith("dir=/s,backup=false").backup);
+    CHECK(stateWith("backend-uri=file:///i,lock").lock);
+    auto stateError = [](std::string text)
+    {
+        return errorOf([](auto args) { return parseArgs({"socket", "-p", "1"}, args); },
+                       {"--tpmstate", text});
+    };
+    CHECK_THAT(stateError("dir=/s,fsync=sometimes"), Contains("fsync"));
+    CHECK_THAT(stateError("backend-uri=nvme:///x"), Contains("unsupported"));
+}
+
+TEST_CASE_METHOD(CleanEnv, "--key and --migration-key", "[options]")
+{
+    const Options o = parseRun({"--key", "file=/k.hex,mode=aes-256-cbc", "--migration-key",
+                                "pwdfile=/p,kdf=sha512"});
+    REQUIRE(o.key);
+    CHECK(o.key->source == vtpm::state::KeySpec::Source::File);
+    CHECK(o.key->cipher == vtpm::state::KeyCipher::Aes256Cbc);
+    REQUIRE(o.migrationKey);
+    CHECK(o.migrationKey->source == vtpm::state::KeySpec::Source::PassphraseFile);
+    CHECK(o.migrationKey->kdf == vtpm::state::KeySpec::Kdf::Sha512);
 }

@@ -124,8 +124,9 @@ TEST_CASE("store, load, remove for every blob type and both versions", "[dir_sto
             CHECK_FALSE(storage.storedSize(type));
 
             REQUIRE_FALSE(storage.store(type, plain));
-            CHECK(readFile(storage.pathOf(type)) == st::encodeStoredBlob(plain));
-            CHECK(storage.storedSize(type) == plain.size() + 16);
+            // swtpm's format plus vtpmd's SHA-256 element (st::kStorageDigestTag).
+            CHECK(readFile(storage.pathOf(type)) == st::encodeForStorage(plain, nullptr, "").blob);
+            CHECK(storage.storedSize(type) == plain.size() + 16 + 6 + st::kStorageDigestSize);
 
             const st::LoadResult loaded = storage.load(type);
             REQUIRE(loaded.status == st::LoadStatus::Ok);
@@ -300,7 +301,7 @@ TEST_CASE("storedSize reports existing files and throws on real errors", "[dir_s
     st::DirStorage storage = openStorage(dir);
     CHECK_FALSE(storage.storedSize(BlobType::Volatile));
     REQUIRE_FALSE(storage.store(BlobType::Volatile, Bytes(100, 7)));
-    CHECK(storage.storedSize(BlobType::Volatile) == 116);
+    CHECK(storage.storedSize(BlobType::Volatile) == 116 + 6 + st::kStorageDigestSize);
 }
 
 TEST_CASE("storage lock excludes other processes", "[dir_storage][lock]")
