@@ -487,28 +487,12 @@ std::optional<BlobError> DirStorage::writeFile(const std::string& name, protocol
 
 std::optional<BlobError> DirStorage::takeWorkerError()
 {
-    if (!worker_)
-    {
-        return std::nullopt;
-    }
-    if (auto failure = worker_->takeError())
-    {
-        return BlobError{.code = rc::kFail,
-                         .message = *failure + " (the state may not be on disk)"};
-    }
-    return std::nullopt;
+    return takeSyncError(worker_.get());
 }
 
 void DirStorage::flush()
 {
-    if (!worker_)
-    {
-        return;
-    }
-    if (const auto failure = worker_->flush())
-    {
-        spdlog::critical("{} (the state may not be on disk)", *failure);
-    }
+    flushSyncWorker(worker_.get());
 }
 
 std::optional<BlobError> DirStorage::remove(protocol::BlobType type, bool mustExist)

@@ -1,5 +1,7 @@
 #include "state/durability.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -132,6 +134,32 @@ void SyncWorker::run()
         {
             idle_.notify_all();
         }
+    }
+}
+
+std::optional<BlobError> takeSyncError(SyncWorker* worker)
+{
+    if (worker == nullptr)
+    {
+        return std::nullopt;
+    }
+    if (auto failure = worker->takeError())
+    {
+        return BlobError{.code = protocol::rc::kFail,
+                         .message = *failure + " (the state may not be on disk)"};
+    }
+    return std::nullopt;
+}
+
+void flushSyncWorker(SyncWorker* worker)
+{
+    if (worker == nullptr)
+    {
+        return;
+    }
+    if (const auto failure = worker->flush())
+    {
+        spdlog::critical("{} (the state may not be on disk)", *failure);
     }
 }
 

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "state/stored_blob.hpp"
 #include "state/unique_fd.hpp"
 
 #include <condition_variable>
@@ -65,5 +66,10 @@ private:
     std::optional<std::string> error_;
     std::thread thread_;
 };
+
+// What a backend reports for its worker (nullptr when fsync is not deferred): the first
+// failed fsync as the next store's error, and a final flush at exit logged, not thrown.
+[[nodiscard]] std::optional<BlobError> takeSyncError(SyncWorker* worker);
+void flushSyncWorker(SyncWorker* worker);
 
 } // namespace vtpm::state

@@ -889,28 +889,12 @@ void FileStorage::unlock() noexcept
 
 std::optional<BlobError> FileStorage::takeWorkerError()
 {
-    if (!worker_)
-    {
-        return std::nullopt;
-    }
-    if (auto failure = worker_->takeError())
-    {
-        return BlobError{.code = rc::kFail,
-                         .message = *failure + " (the state may not be on disk)"};
-    }
-    return std::nullopt;
+    return takeSyncError(worker_.get());
 }
 
 void FileStorage::flush()
 {
-    if (!worker_)
-    {
-        return;
-    }
-    if (const auto failure = worker_->flush())
-    {
-        spdlog::critical("{} (the state may not be on disk)", *failure);
-    }
+    flushSyncWorker(worker_.get());
 }
 
 } // namespace vtpm::state
