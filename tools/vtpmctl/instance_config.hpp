@@ -5,7 +5,7 @@
 #include <optional>
 #include <string>
 
-// An instance's instance.json (tools/VTPMCTL-CONTRACT.md): what vtpmd is started with. Written
+// An instance's instance.json (doc/instance-layout.md): what vtpmd is started with. Written
 // once by `vtpmctl create`, read by every other command and by `vtpmctl exec` under systemd.
 namespace vtpm::tools
 {

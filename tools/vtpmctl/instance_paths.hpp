@@ -5,7 +5,7 @@
 #include <string>
 #include <string_view>
 
-// Where instances live (tools/VTPMCTL-CONTRACT.md "Locations"): a state root holding one
+// Where instances live (doc/instance-layout.md "Locations"): a state root holding one
 // directory per instance (config, TPM state, log) and a runtime root holding its sockets and
 // pid file. The systemd unit uses the same layout, so both agree on every path.
 namespace vtpm::tools

@@ -8,7 +8,7 @@
 #include <vector>
 
 // The one place that turns an instance into a vtpmd command line and into QEMU arguments
-// (tools/VTPMCTL-CONTRACT.md). `start` spawns exactly what `exec` would execv().
+// (doc/instance-layout.md). `start` spawns exactly what `exec` would execv().
 namespace vtpm::tools
 {
 
