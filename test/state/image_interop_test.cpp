@@ -27,68 +27,9 @@ using vtpm::protocol::BlobType;
 using vtpm::protocol::Bytes;
 namespace st = vtpm::state;
 
-// Starts argv[0] from PATH with stdout/stderr sent to logFile (stdout carries our TAP stream).
-pid_t spawn(std::vector<std::string> args, const fs::path& logFile)
-{
-    std::vector<char*> argv; // execvp wants mutable strings: point into our own copies
-    argv.reserve(args.size() + 1);
-    for (std::string& arg : args)
-    {
-        argv.push_back(arg.data());
-    }
-    argv.push_back(nullptr);
-    const pid_t pid = ::fork();
-    if (pid == 0)
-    {
-        // NOLINTNEXTLINE(cppcoreguidelines-pro-type-vararg): open(2) is variadic
-        const int log = ::open(logFile.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-        if (log >= 0)
-        {
-            ::dup2(log, STDOUT_FILENO);
-            ::dup2(log, STDERR_FILENO);
-        }
-        ::execvp(argv[0], argv.data());
-        ::_exit(127);
-    }
-    return pid;
-}
 
-// Waits up to timeout for pid; kills it if it does not exit. Returns the exit status or -1.
-int waitFor(pid_t pid, std::chrono::milliseconds timeout)
-{
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    int status = 0;
-    while (true)
-    {
-        const pid_t r = ::waitpid(pid, &status, WNOHANG);
-        if (r == pid)
-        {
-            return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-        }
-        if (r < 0 || std::chrono::steady_clock::now() > deadline)
-        {
-            ::kill(pid, SIGKILL);
-            (void)::waitpid(pid, &status, 0);
-            return -1;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-}
 
-int run(const std::vector<std::string>& args, const fs::path& logFile)
-{
-    return waitFor(spawn(args, logFile), std::chrono::seconds(5));
-}
 
-std::string logText(const fs::path& logFile)
-{
-    if (!fs::exists(logFile))
-    {
-        return "(no log)";
-    }
-    const Bytes log = st::test::readFile(logFile);
-    return {log.begin(), log.end()};
-}
 
 // Sections and holes tile [192, end) without overlap or gap, inside the file.
 bool packed(const st::ImageTable& table, std::uint64_t fileSize)
@@ -122,7 +63,7 @@ public:
         ctrl_(dir / "ctrl"), log_(dir / "swtpm.log")
     {
         fs::remove(ctrl_);
-        pid_ = spawn({"swtpm", "socket", "--tpm2", "--tpmstate",
+        pid_ = st::test::spawnLogged({"swtpm", "socket", "--tpm2", "--tpmstate",
                       "backend-uri=file://" + image.string(), "--ctrl",
                       "type=unixio,path=" + ctrl_.string(), "--flags", flags, "--log",
                       "level=1"},
@@ -133,7 +74,7 @@ public:
         }
         if (!fs::exists(ctrl_))
         {
-            FAIL("swtpm did not start (is swtpm installed?); log: " << logText(log_));
+            FAIL("swtpm did not start (is swtpm installed?); log: " << st::test::logText(log_));
         }
     }
     Swtpm(const Swtpm&) = delete;
@@ -144,14 +85,14 @@ public:
     {
         if (pid_ > 0)
         {
-            (void)waitFor(pid_, std::chrono::milliseconds(0));
+            (void)st::test::waitExit(pid_, std::chrono::milliseconds(0));
         }
     }
 
     int ioctl(std::vector<std::string> args)
     {
         args.insert(args.begin(), {"swtpm_ioctl", "--unix", ctrl_.string()});
-        return run(args, log_);
+        return st::test::runLogged(args, log_);
     }
     Bytes savePermanent(const fs::path& file)
     {
@@ -164,8 +105,8 @@ public:
     void stop()
     {
         REQUIRE(ioctl({"-s"}) == 0);
-        INFO("swtpm log: " << logText(log_));
-        CHECK(waitFor(pid_, std::chrono::seconds(5)) == 0);
+        INFO("swtpm log: " << st::test::logText(log_));
+        CHECK(st::test::waitExit(pid_, std::chrono::seconds(5)) == 0);
         pid_ = -1;
     }
 

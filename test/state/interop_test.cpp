@@ -25,68 +25,9 @@ using vtpm::protocol::Bytes;
 using vtpm::protocol::TpmVersion;
 namespace st = vtpm::state;
 
-// Starts argv[0] from PATH with stdout/stderr sent to logFile (stdout carries our TAP stream).
-pid_t spawn(std::vector<std::string> args, const fs::path& logFile)
-{
-    std::vector<char*> argv; // execvp wants mutable strings: point into our own copies
-    argv.reserve(args.size() + 1);
-    for (std::string& arg : args)
-    {
-        argv.push_back(arg.data());
-    }
-    argv.push_back(nullptr);
-    const pid_t pid = ::fork();
-    if (pid == 0)
-    {
-        // NOLINTNEXTLINE(cppcoreguidelines-pro-type-vararg): open(2) is variadic
-        const int log = ::open(logFile.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-        if (log >= 0)
-        {
-            ::dup2(log, STDOUT_FILENO);
-            ::dup2(log, STDERR_FILENO);
-        }
-        ::execvp(argv[0], argv.data());
-        ::_exit(127);
-    }
-    return pid;
-}
 
-// Waits up to timeout for pid; kills it if it does not exit. Returns the exit status or -1.
-int waitFor(pid_t pid, std::chrono::milliseconds timeout)
-{
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    int status = 0;
-    while (true)
-    {
-        const pid_t r = ::waitpid(pid, &status, WNOHANG);
-        if (r == pid)
-        {
-            return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-        }
-        if (r < 0 || std::chrono::steady_clock::now() > deadline)
-        {
-            ::kill(pid, SIGKILL);
-            (void)::waitpid(pid, &status, 0);
-            return -1;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-}
 
-int run(const std::vector<std::string>& args, const fs::path& logFile)
-{
-    return waitFor(spawn(args, logFile), std::chrono::seconds(5));
-}
 
-std::string logText(const fs::path& logFile)
-{
-    if (!fs::exists(logFile))
-    {
-        return "(no log)";
-    }
-    const Bytes log = st::test::readFile(logFile);
-    return {log.begin(), log.end()};
-}
 
 } // namespace
 
@@ -98,7 +39,7 @@ TEST_CASE("files and migration blobs written by swtpm 0.7.1 decode", "[interop]"
     const fs::path saved = dir.path() / "permall.mig";
 
     const pid_t swtpm =
-        spawn({"swtpm", "socket", "--tpm2", "--tpmstate", "dir=" + dir.path().string(), "--ctrl",
+        st::test::spawnLogged({"swtpm", "socket", "--tpm2", "--tpmstate", "dir=" + dir.path().string(), "--ctrl",
                "type=unixio,path=" + ctrl.string(), "--flags", "not-need-init,startup-clear"},
               log);
     REQUIRE(swtpm > 0);
@@ -113,10 +54,10 @@ TEST_CASE("files and migration blobs written by swtpm 0.7.1 decode", "[interop]"
     {
         if (!exited)
         {
-            waitFor(swtpm, std::chrono::milliseconds(0));
+            st::test::waitExit(swtpm, std::chrono::milliseconds(0));
         }
         FAIL(
-            "swtpm did not create its control socket (is swtpm installed?); log: " << logText(log));
+            "swtpm did not create its control socket (is swtpm installed?); log: " << st::test::logText(log));
     }
 
     // While swtpm runs it holds .lock (0.7.1 locks at storage init): our lock must lose.
@@ -126,10 +67,10 @@ TEST_CASE("files and migration blobs written by swtpm 0.7.1 decode", "[interop]"
     CHECK_FALSE(storage.lock(0, &lockError));
 
     const int saveStatus =
-        run({"swtpm_ioctl", "--unix", ctrl.string(), "--save", "permanent", saved.string()}, log);
-    const int stopStatus = run({"swtpm_ioctl", "--unix", ctrl.string(), "-s"}, log);
-    const int swtpmStatus = waitFor(swtpm, std::chrono::seconds(5));
-    INFO("swtpm log: " << logText(log));
+        st::test::runLogged({"swtpm_ioctl", "--unix", ctrl.string(), "--save", "permanent", saved.string()}, log);
+    const int stopStatus = st::test::runLogged({"swtpm_ioctl", "--unix", ctrl.string(), "-s"}, log);
+    const int swtpmStatus = st::test::waitExit(swtpm, std::chrono::seconds(5));
+    INFO("swtpm log: " << st::test::logText(log));
     REQUIRE(saveStatus == 0);
     REQUIRE(stopStatus == 0);
     CHECK(swtpmStatus == 0);

@@ -37,62 +37,8 @@ constexpr std::string_view kHex256 =
     "f00102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 constexpr std::string_view kHex128 = "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf";
 
-// Runs a program from PATH with stdout/stderr appended to log (our stdout is the TAP stream).
-pid_t launch(std::vector<std::string> args, const fs::path& log)
-{
-    std::vector<char*> argv;
-    for (std::string& a : args)
-    {
-        argv.push_back(a.data());
-    }
-    argv.push_back(nullptr);
-    const pid_t pid = ::fork();
-    if (pid == 0)
-    {
-        // NOLINTNEXTLINE(cppcoreguidelines-pro-type-vararg): open(2) is variadic
-        const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-        if (fd >= 0)
-        {
-            ::dup2(fd, STDOUT_FILENO);
-            ::dup2(fd, STDERR_FILENO);
-        }
-        ::execvp(argv[0], argv.data());
-        ::_exit(127);
-    }
-    return pid;
-}
 
-// Exit status of pid, killing it after timeout; -1 if killed or signalled.
-int reap(pid_t pid, std::chrono::milliseconds timeout)
-{
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    int status = 0;
-    while (true)
-    {
-        const pid_t r = ::waitpid(pid, &status, WNOHANG);
-        if (r == pid)
-        {
-            return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-        }
-        if (r < 0 || std::chrono::steady_clock::now() > deadline)
-        {
-            ::kill(pid, SIGKILL);
-            (void)::waitpid(pid, &status, 0);
-            return -1;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    }
-}
 
-std::string logText(const fs::path& log)
-{
-    if (!fs::exists(log))
-    {
-        return "(no log)";
-    }
-    const Bytes b = st::test::readFile(log);
-    return {b.begin(), b.end()};
-}
 
 // One swtpm socket instance on a state directory, controlled through its ctrl socket.
 class Swtpm
@@ -107,7 +53,7 @@ public:
                                       "dir=" + stateDir.string(), "--ctrl",
                                       "type=unixio,path=" + ctrl_.string()};
         args.insert(args.end(), extra.begin(), extra.end());
-        pid_ = launch(args, log_);
+        pid_ = st::test::spawnLogged(args, log_);
         REQUIRE(pid_ > 0);
         for (int i = 0; i < 500 && !fs::exists(ctrl_); ++i)
         {
@@ -115,20 +61,20 @@ public:
             if (::waitpid(pid_, &status, WNOHANG) == pid_)
             {
                 pid_ = -1;
-                FAIL("swtpm exited at start (is swtpm installed?); log: " << logText(log_));
+                FAIL("swtpm exited at start (is swtpm installed?); log: " << st::test::logText(log_));
             }
             std::this_thread::sleep_for(std::chrono::milliseconds(5));
         }
         if (!fs::exists(ctrl_))
         {
-            FAIL("swtpm did not create its control socket; log: " << logText(log_));
+            FAIL("swtpm did not create its control socket; log: " << st::test::logText(log_));
         }
     }
     ~Swtpm()
     {
         if (pid_ > 0)
         {
-            (void)reap(pid_, std::chrono::milliseconds(0));
+            (void)st::test::waitExit(pid_, std::chrono::milliseconds(0));
         }
     }
     Swtpm(const Swtpm&) = delete;
@@ -140,14 +86,14 @@ public:
     int ioctl(std::vector<std::string> args) const
     {
         args.insert(args.begin(), {"swtpm_ioctl", "--unix", ctrl_.string()});
-        return reap(launch(args, log_), std::chrono::seconds(5));
+        return st::test::waitExit(st::test::spawnLogged(args, log_), std::chrono::seconds(5));
     }
 
     // CMD_SHUTDOWN and wait for the process; returns swtpm's exit status.
     int shutdown()
     {
         const int rcIoctl = ioctl({"-s"});
-        const int status = reap(pid_, std::chrono::seconds(5));
+        const int status = st::test::waitExit(pid_, std::chrono::seconds(5));
         pid_ = -1;
         return rcIoctl == 0 ? status : -1;
     }
@@ -188,7 +134,7 @@ public:
         return in.read<std::uint32_t>();
     }
 
-    [[nodiscard]] std::string log() const { return logText(log_); }
+    [[nodiscard]] std::string log() const { return st::test::logText(log_); }
 
 private:
     // Sends request, reads a reply of headerSize bytes plus (if lengthAt) the u32 length there.
@@ -225,7 +171,7 @@ private:
             }
         }
         ::close(fd);
-        INFO("swtpm log: " << logText(log_));
+        INFO("swtpm log: " << st::test::logText(log_));
         REQUIRE(reply.size() >= 4);
         return reply;
     }

@@ -8,6 +8,10 @@
 #include <system_error>
 #include <vector>
 
+#include <csignal>
+#include <thread>
+
+#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -106,6 +110,67 @@ int runInChild(const std::function<int()>& body)
         }
     }
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+pid_t spawnLogged(std::vector<std::string> args, const std::filesystem::path& logFile)
+{
+    std::vector<char*> argv; // execvp wants mutable strings: point into our own copies
+    argv.reserve(args.size() + 1);
+    for (std::string& arg : args)
+    {
+        argv.push_back(arg.data());
+    }
+    argv.push_back(nullptr);
+    const pid_t pid = ::fork();
+    if (pid == 0)
+    {
+        // NOLINTNEXTLINE(cppcoreguidelines-pro-type-vararg): open(2) is variadic
+        const int log = ::open(logFile.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        if (log >= 0)
+        {
+            ::dup2(log, STDOUT_FILENO);
+            ::dup2(log, STDERR_FILENO);
+        }
+        ::execvp(argv[0], argv.data());
+        ::_exit(127);
+    }
+    return pid;
+}
+
+int waitExit(pid_t pid, std::chrono::milliseconds timeout)
+{
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    int status = 0;
+    while (true)
+    {
+        const pid_t r = ::waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+        {
+            return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        }
+        if (r < 0 || std::chrono::steady_clock::now() > deadline)
+        {
+            ::kill(pid, SIGKILL);
+            (void)::waitpid(pid, &status, 0);
+            return -1;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+}
+
+int runLogged(const std::vector<std::string>& args, const std::filesystem::path& logFile)
+{
+    return waitExit(spawnLogged(args, logFile), std::chrono::seconds(5));
+}
+
+std::string logText(const std::filesystem::path& logFile)
+{
+    if (!std::filesystem::exists(logFile))
+    {
+        return "(no log)";
+    }
+    const protocol::Bytes log = readFile(logFile);
+    return {log.begin(), log.end()};
 }
 
 } // namespace vtpm::state::test

@@ -4,10 +4,14 @@
 
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <filesystem>
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include <sys/types.h>
 
 // Helpers shared by the state tests: scratch directories, whole-file I/O and running code in a
 // forked child (fcntl locks are per process, so lock contention needs a second process).
@@ -41,6 +45,16 @@ int runInChild(const std::function<int()>& body);
 
 // Short hex rendering of a byte string for assertion messages.
 std::string hexPreview(vtpm::protocol::ByteView bytes);
+
+// Runs a program from PATH with stdout/stderr appended to logFile (our stdout is the TAP
+// stream). The interop tests start Debian's swtpm and swtpm_ioctl with it.
+pid_t spawnLogged(std::vector<std::string> args, const std::filesystem::path& logFile);
+// Exit status of pid; after timeout it is killed. -1 if killed or ended by a signal.
+int waitExit(pid_t pid, std::chrono::milliseconds timeout);
+// spawnLogged + waitExit with a 5 s limit.
+int runLogged(const std::vector<std::string>& args, const std::filesystem::path& logFile);
+// The log's text for failure messages, "(no log)" if there is none.
+std::string logText(const std::filesystem::path& logFile);
 
 } // namespace vtpm::state::test
 
