@@ -8,47 +8,24 @@ Environment: VTPMD (daemon binary), VTPMD_REFERENCE=swtpm (reference mode),
 see vtpm_client.py.  Exit status 0 only if every test passed.
 """
 
-import glob
 import os
 import sys
-import time
-import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.normpath(os.path.join(HERE, '..', 'common')))
+
+import suite_runner  # noqa: E402
 
 
-def module_name(arg: str) -> str:
-    name = os.path.basename(arg)
-    if name.endswith('.py'):
-        name = name[:-3]
-    if not name.startswith('test_'):
-        name = 'test_' + name
-    return name
-
-
-def main(argv: list[str]) -> int:
+def describe(names: list[str]):
     import vtpm_client
-    if argv:
-        names = [module_name(a) for a in argv]
-    else:
-        names = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(HERE, 'test_*.py')))
-    missing = [n for n in names if not os.path.exists(os.path.join(HERE, n + '.py'))]
-    if missing:
-        print(f'run.py: no such test module(s): {", ".join(missing)}', file=sys.stderr)
-        return 2
     if not os.access(vtpm_client.VTPMD, os.X_OK):
-        print(f'run.py: daemon binary not executable: {vtpm_client.VTPMD} (set VTPMD)', file=sys.stderr)
-        return 2
-    mode = 'reference (swtpm 0.7.1)' if vtpm_client.REFERENCE else 'vtpmd'
+        return f'daemon binary not executable: {vtpm_client.VTPMD} (set VTPMD)'
+    mode = 'reference (swtpm)' if vtpm_client.REFERENCE else 'vtpmd'
     print(f'daemon: {vtpm_client.VTPMD}  mode: {mode}  modules: {" ".join(names)}', flush=True)
-    suite = unittest.defaultTestLoader.loadTestsFromNames(names)
-    t0 = time.monotonic()
-    result = unittest.TextTestRunner(verbosity=2, stream=sys.stdout, buffer=False).run(suite)
-    print(f'elapsed {time.monotonic() - t0:.1f}s', flush=True)
-    return 0 if result.wasSuccessful() and result.testsRun > 0 else 1
+    return None
 
 
 if __name__ == '__main__':
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(suite_runner.main(HERE, sys.argv[1:], describe))
