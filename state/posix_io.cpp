@@ -29,11 +29,19 @@ BlobError placeError(std::string_view where, std::string_view what, int err)
                      .message = fmt::format("{}: {}: {}", where, what, errnoText(err))};
 }
 
-int writeAll(int fd, protocol::ByteView bytes)
+namespace
 {
-    while (!bytes.empty())
+
+// The one loop behind the *All calls: repeats a partial transfer until the whole buffer moved.
+// `step(rest, done)` makes one system call for the bytes still to go; EINTR is retried, a
+// transfer of 0 bytes ends the loop with `onZero` (no progress would spin forever).
+template <typename Buffer, typename Step>
+int transferAll(Buffer buffer, int onZero, Step step)
+{
+    std::size_t done = 0;
+    while (done < buffer.size())
     {
-        const ssize_t n = ::write(fd, bytes.data(), bytes.size());
+        const ssize_t n = step(buffer.subspan(done), done);
         if (n < 0)
         {
             if (errno == EINTR)
@@ -44,79 +52,42 @@ int writeAll(int fd, protocol::ByteView bytes)
         }
         if (n == 0)
         {
-            return EIO; // a regular file never accepts 0 bytes; avoid spinning forever
+            return onZero;
         }
-        bytes = bytes.subspan(static_cast<std::size_t>(n));
+        done += static_cast<std::size_t>(n);
     }
     return 0;
+}
+
+} // namespace
+
+int writeAll(int fd, protocol::ByteView bytes)
+{
+    // A regular file never accepts 0 bytes.
+    return transferAll(bytes, EIO, [fd](protocol::ByteView rest, std::size_t /*done*/)
+                       { return ::write(fd, rest.data(), rest.size()); });
 }
 
 int readAll(int fd, std::span<std::uint8_t> out)
 {
-    while (!out.empty())
-    {
-        const ssize_t n = ::read(fd, out.data(), out.size());
-        if (n < 0)
-        {
-            if (errno == EINTR)
-            {
-                continue;
-            }
-            return errno;
-        }
-        if (n == 0)
-        {
-            return ENODATA;
-        }
-        out = out.subspan(static_cast<std::size_t>(n));
-    }
-    return 0;
+    return transferAll(out, ENODATA, [fd](std::span<std::uint8_t> rest, std::size_t /*done*/)
+                       { return ::read(fd, rest.data(), rest.size()); });
 }
 
 int pwriteAll(int fd, protocol::ByteView bytes, std::uint64_t offset)
 {
-    while (!bytes.empty())
-    {
-        const ssize_t n = ::pwrite(fd, bytes.data(), bytes.size(), static_cast<off_t>(offset));
-        if (n < 0)
-        {
-            if (errno == EINTR)
-            {
-                continue;
-            }
-            return errno;
-        }
-        if (n == 0)
-        {
-            return ENOSPC; // a block device's end
-        }
-        bytes = bytes.subspan(static_cast<std::size_t>(n));
-        offset += static_cast<std::uint64_t>(n);
-    }
-    return 0;
+    // 0 bytes written at a block device's end.
+    return transferAll(bytes, ENOSPC, [fd, offset](protocol::ByteView rest, std::size_t done)
+                       { return ::pwrite(fd, rest.data(), rest.size(),
+                                         static_cast<off_t>(offset + done)); });
 }
 
 int preadAll(int fd, std::span<std::uint8_t> out, std::uint64_t offset)
 {
-    while (!out.empty())
-    {
-        const ssize_t n = ::pread(fd, out.data(), out.size(), static_cast<off_t>(offset));
-        if (n < 0)
-        {
-            if (errno == EINTR)
-            {
-                continue;
-            }
-            return errno;
-        }
-        if (n == 0)
-        {
-            return ENODATA;
-        }
-        out = out.subspan(static_cast<std::size_t>(n));
-        offset += static_cast<std::uint64_t>(n);
-    }
-    return 0;
+    return transferAll(out, ENODATA,
+                       [fd, offset](std::span<std::uint8_t> rest, std::size_t done)
+                       { return ::pread(fd, rest.data(), rest.size(),
+                                        static_cast<off_t>(offset + done)); });
 }
 
 int openAt(int dirFd, const char* name, int flags, mode_t mode)

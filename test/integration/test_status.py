@@ -68,17 +68,22 @@ class StatusSocket(DaemonTestCase):
 @unittest.skipIf(REFERENCE, 'vtpmd-only features')
 class NotifyReadiness(DaemonTestCase):
 
+    @staticmethod
+    def spawn_notified(d, notify_socket: socket.socket) -> None:
+        """Starts the daemon with NOTIFY_SOCKET naming a datagram socket the test owns."""
+        notify = os.path.join(d.dir, 'notify.sock')
+        notify_socket.bind(notify)
+        os.environ['NOTIFY_SOCKET'] = notify
+        try:
+            d.spawn()
+        finally:
+            del os.environ['NOTIFY_SOCKET']
+
     def test_ready_only_after_sockets_listen(self):
         d = self.make_daemon(tpm2=True, data='unix', flags='not-need-init')
-        notify = os.path.join(d.dir, 'notify.sock')
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as n:
-            n.bind(notify)
             n.settimeout(5)
-            os.environ['NOTIFY_SOCKET'] = notify
-            try:
-                d.spawn()
-            finally:
-                del os.environ['NOTIFY_SOCKET']
+            self.spawn_notified(d, n)
             message = n.recv(4096).decode()
             # At the moment READY=1 arrives both sockets already accept connections.
             ctrl_ok = unix_listening(d.ctrl_path)
@@ -93,15 +98,9 @@ class NotifyReadiness(DaemonTestCase):
         d = self.make_daemon(tpm2=True, data='unix', flags='not-need-init')
         with open(os.path.join(d.statedir, 'tpm2-00.permall'), 'wb') as f:
             f.write(b'\x02\x01\x00\x0a\x00\x00\x00\x00\x00\x05garbage')  # corrupt header
-        notify = os.path.join(d.dir, 'notify.sock')
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as n:
-            n.bind(notify)
             n.settimeout(0.2)
-            os.environ['NOTIFY_SOCKET'] = notify
-            try:
-                d.spawn()
-            finally:
-                del os.environ['NOTIFY_SOCKET']
+            self.spawn_notified(d, n)
             code = d.wait_exit(10)
             try:
                 message = n.recv(4096).decode()
